@@ -1,0 +1,50 @@
+# The two commands of the README: `make run` and `make test`. Both install what is missing first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8000
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the test suite drives: Redis for scale-out, Chromium for the page, espeak-ng for speech.
+TEST_PACKAGES := redis-server chromium espeak-ng
+
+.PHONY: run test lint install install-dev system-packages bench
+
+run: install  ## install everything, then serve http://127.0.0.1:$(PORT) (SQLite, in-process worker, bundled Whisper)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+test: install-dev system-packages  ## install everything, then lint, type-check and run the whole suite
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+install: $(VENV)/.stamp-runtime
+install-dev: $(VENV)/.stamp-dev
+
+$(VENV)/.stamp-runtime: requirements.txt
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.stamp-dev: $(VENV)/.stamp-runtime requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+system-packages:
+	@missing=""; \
+	for pkg in $(TEST_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+bench: install-dev system-packages  ## every benchmark of bench/, one after another
+	for script in bench/*.py; do $(PY) $$script || exit 1; done

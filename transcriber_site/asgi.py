@@ -1,0 +1,27 @@
+"""The ASGI application: HTTP through Django, WebSockets through Channels."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "transcriber_site.settings")
+django_http = get_asgi_application()  # sets Django up before anything imports models
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+from media_app.uploads import too_large_message, upload_limit_bytes  # noqa: E402
+from transcriber_site.lib.asgi import BodySizeLimit  # noqa: E402
+from transcriber_site.startup import ServerLifecycle  # noqa: E402
+
+# Multipart framing adds a little to the file itself.
+_BODY_LIMIT = upload_limit_bytes() + 1024 * 1024
+
+application = ServerLifecycle(
+    ProtocolTypeRouter(
+        {
+            "http": BodySizeLimit(django_http, _BODY_LIMIT, too_large_message()),
+        }
+    )
+)

@@ -1,0 +1,77 @@
+"""ASGI middleware of the site."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+
+ASGIApp = Any
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Answer 413 to any HTTP request whose body is, or turns out to be, over `max_bytes`.
+
+    A declared Content-Length over the limit is refused before a byte of the body is
+    read; a body that grows past the limit (chunked, or a client that lied about its
+    length) is cut off as soon as it crosses it, before Django spools it anywhere.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, message: str) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.message = message
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def counting_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _BodyTooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: ASGISendCallable) -> None:
+        # No "Connection: close": the server keeps the connection and discards the rest of the
+        # body, so a client still sending gets to read this answer instead of a reset.
+        body = json.dumps({"error": self.message}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+                "trailers": False,
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))  # type: ignore[call-overload]
+    for name, value in headers:
+        if name.lower() == wanted:
+            return value.strip().lower()
+    return None

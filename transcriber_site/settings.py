@@ -1,0 +1,176 @@
+"""Settings, all read from the environment (and an optional `.env` file).
+
+Every variable of DESIGN.md is here with its default; the README lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import django_stubs_ext
+import environ
+
+django_stubs_ext.monkeypatch()  # lets admin.ModelAdmin[Model] and friends be subscripted at run time
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in `.secret_key`."""
+    if key := env.str("SECRET_KEY", default=""):
+        return key
+    path = BASE_DIR / ".secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+# --- The server ---------------------------------------------------------------------
+PORT = env.int("PORT", default=8000)
+PUBLIC_IP = env.str("PUBLIC_IP", default="")
+WS_HOST = env.str("WS_HOST", default="")
+
+# --- Models -------------------------------------------------------------------------
+USE_GPU = env.bool("USE_GPU", default=False)
+INTRA_THREADS = env.int("INTRA_THREADS", default=0)  # 0: one per core
+INTER_THREADS = env.int("INTER_THREADS", default=1)
+TDT_MODEL_PATH = Path(env.str("TDT_MODEL_PATH", default=str(BASE_DIR / "models" / "parakeet-tdt")))
+CANARY_MODEL_PATH = Path(env.str("CANARY_MODEL_PATH", default=str(BASE_DIR / "models" / "canary-1b")))
+WHISPER_MODEL = env.str("WHISPER_MODEL", default="")  # empty: the bundled tiny.en
+DIAR_MODEL_PATH = env.str("DIAR_MODEL_PATH", default="")
+
+# --- Media and sessions -------------------------------------------------------------
+MEDIA_DIR = Path(env.str("MEDIA_DIR", default=str(BASE_DIR / "media"))).resolve()
+MAX_UPLOAD_SIZE_MB = env.int("MAX_UPLOAD_SIZE_MB", default=1024)
+MAX_CONCURRENT_SESSIONS = env.int("MAX_CONCURRENT_SESSIONS", default=10)
+SESSION_TIMEOUT_SECS = env.int("SESSION_TIMEOUT_SECS", default=3600)
+# A worker that has not written its heartbeat for this long is taken for dead.
+WORKER_HEARTBEAT_TIMEOUT_SECS = env.float("WORKER_HEARTBEAT_TIMEOUT_SECS", default=10.0)
+
+# --- WebRTC -------------------------------------------------------------------------
+ICE_SERVERS: list[dict[str, object]] = json.loads(env.str("ICE_SERVERS", default="[]"))
+TURN_SERVER = env.str("TURN_SERVER", default="")
+TURN_USERNAME = env.str("TURN_USERNAME", default="")
+TURN_PASSWORD = env.str("TURN_PASSWORD", default="")
+if TURN_SERVER:
+    ICE_SERVERS.append({"urls": TURN_SERVER, "username": TURN_USERNAME, "credential": TURN_PASSWORD})
+
+# --- Django -------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "daphne",  # first, so that `runserver` serves ASGI (HTTP and WebSocket)
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "transcriber_site",
+    "media_app",
+    "models_app",
+    "sessions_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "transcriber_site.urls"
+ASGI_APPLICATION = "transcriber_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web and worker processes write to one file: WAL lets readers run beside a writer,
+    # IMMEDIATE takes the write lock up front instead of failing half way.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
+
+# Uploads always go to a temporary file on disk (never into memory), through a handler
+# that counts the bytes and stops at MAX_UPLOAD_SIZE_MB whatever the client declared.
+FILE_UPLOAD_HANDLERS = [
+    "media_app.uploads.SizeLimitedUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+MEDIA_ROOT = MEDIA_DIR
+MEDIA_URL = "/media/"
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Served straight from static/ (no collectstatic step needed to run); the Docker image
+# sets STATIC_ROOT and runs collectstatic for compressed, cacheable copies.
+STATIC_ROOT = env.str("STATIC_ROOT", default="") or None
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "aioice": {"level": "WARNING"},
+        "aiortc": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+    },
+}
