@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import re
+import secrets
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from media_app import audio
+
+log = logging.getLogger(__name__)
+
+PARTIAL_SUFFIX = ".part"
+
+
+class MediaFile(models.Model):
+    """One recording of the library: a 16 kHz mono wav under MEDIA_DIR, shown by its original name."""
+
+    filename = models.CharField(max_length=255, help_text="The original name, for display")
+    stored_path = models.CharField(max_length=500, unique=True, help_text="Relative to MEDIA_DIR")
+    original_format = models.CharField(max_length=16)
+    duration_secs = models.FloatField()
+    size_bytes = models.BigIntegerField(help_text="Size of the stored wav")
+    sample_rate = models.PositiveIntegerField(default=audio.SAMPLE_RATE)
+    channels = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.filename
+
+    @property
+    def path(self) -> Path:
+        return settings.MEDIA_DIR / self.stored_path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "filename": self.filename,
+            "format": self.original_format,
+            "duration_secs": round(self.duration_secs, 3),
+            "size_bytes": self.size_bytes,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Delete the row and its stored file."""
+        path = self.path
+        with media_dir_lock():
+            result = super().delete(*args, **kwargs)
+            path.unlink(missing_ok=True)
+        log.info("media %s deleted (%s)", self.pk, self.stored_path)
+        return result
+
+    @classmethod
+    def import_file(cls, source: Path, display_name: str) -> MediaFile:
+        """Convert `source` into the library and register it; nothing is left behind on failure.
+
+        Raises audio.ConversionError with a sentence for the user.
+        """
+        display_name = display_name_for(display_name)
+        audio.check_extension(display_name)
+        media_dir = settings.MEDIA_DIR
+        media_dir.mkdir(parents=True, exist_ok=True)
+        final = _unique_stored_name(media_dir, display_name)
+        partial = media_dir / f".{final.name}{PARTIAL_SUFFIX}"
+        try:
+            stored = audio.convert_to_wav(source, partial, display_name)
+            with media_dir_lock(), transaction.atomic():
+                media = cls.objects.create(
+                    filename=display_name,
+                    stored_path=final.name,
+                    original_format=audio.extension_of(display_name),
+                    duration_secs=stored.duration_secs,
+                    size_bytes=stored.size_bytes,
+                    sample_rate=stored.sample_rate,
+                    channels=stored.channels,
+                )
+                partial.replace(final)
+        finally:
+            partial.unlink(missing_ok=True)
+        log.info("media %s imported from %r: %.1f s", media.pk, display_name, media.duration_secs)
+        return media
+
+
+def display_name_for(name: str) -> str:
+    """The name to show: the last path part, without control characters, never empty."""
+    base = re.split(r"[\\/]", name)[-1]
+    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip().strip(".")
+    return base[:255] or "recording"
+
+
+def _unique_stored_name(media_dir: Path, display_name: str) -> Path:
+    """A fresh, safe file name directly inside MEDIA_DIR, whatever the user's name held."""
+    stem = display_name.rsplit(".", 1)[0]
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", ascii_stem).strip("-_")[:60] or "recording"
+    while True:
+        candidate = media_dir / f"{slug}-{secrets.token_hex(4)}.wav"
+        if not candidate.exists():
+            return candidate
+
+
+@contextlib.contextmanager
+def media_dir_lock() -> Iterator[None]:
+    """Serialise changes to MEDIA_DIR and its rows across threads and processes.
+
+    Held while a file appears or disappears together with its row, so that a scan never
+    sees a file without its row or a row without its file half way.
+    """
+    media_dir = settings.MEDIA_DIR
+    media_dir.mkdir(parents=True, exist_ok=True)
+    with open(media_dir / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,169 @@
+"""Helpers the test suites share: recordings made on the spot, never downloaded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# (container format, codec, sample rate) for each extension the tests write
+FORMATS: dict[str, tuple[str, str, int]] = {
+    "wav": ("wav", "pcm_s16le", 44100),
+    "mp3": ("mp3", "libmp3lame", 44100),
+    "flac": ("flac", "flac", 44100),
+    "ogg": ("ogg", "libopus", 48000),
+    "opus": ("ogg", "libopus", 48000),
+    "m4a": ("ipod", "aac", 44100),
+    "aac": ("adts", "aac", 44100),
+    "mkv": ("matroska", "libopus", 48000),
+    "webm": ("webm", "libopus", 48000),
+}
+
+
+def tone(seconds: float, rate: int = 16000, freq: float = 440.0, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write_audio(path: Path, samples: np.ndarray, rate: int = 16000, channels: int = 2) -> Path:
+    """Encode mono float `samples` at `rate` into `path`, in the format its extension names."""
+    fmt, codec, out_rate = FORMATS[path.suffix.lstrip(".")]
+    layout = "stereo" if channels == 2 else "mono"
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=out_rate, layout=layout)
+        assert isinstance(stream, av.AudioStream)
+        _encode(container, stream, samples, rate)
+    return path
+
+
+def write_video_with_audio(path: Path, samples: np.ndarray, rate: int = 16000, with_audio: bool = True) -> Path:
+    """A small mp4 (h264-free: mpeg4 video) with, or without, an AAC audio track."""
+    seconds = len(samples) / rate
+    with av.open(str(path), "w", format="mp4") as container:
+        video = container.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("aac", rate=44100, layout="stereo") if with_audio else None
+        for i in range(max(1, int(seconds * 10))):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 7 % 255, np.uint8), format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        if audio is not None:
+            _encode(container, audio, samples, rate)
+    return path
+
+
+def _encode(container: av.container.OutputContainer, stream: av.AudioStream, samples: np.ndarray, rate: int) -> None:
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+    frame.sample_rate = rate
+    formats = stream.codec_context.codec.audio_formats or []
+    codec_format = formats[0].name if formats else "fltp"
+    resampler = av.AudioResampler(format=codec_format, layout=stream.layout, rate=stream.rate)
+    frame_size = stream.codec_context.frame_size or 1024
+    fifo = av.AudioFifo()
+    for resampled in [*resampler.resample(frame), *resampler.resample(None)]:
+        fifo.write(resampled)
+    while chunk := fifo.read(frame_size, partial=True):
+        for packet in stream.encode(chunk):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def espeak_available() -> bool:
+    return shutil.which("espeak-ng") is not None
+
+
+def write_speech(path: Path, text: str, voice: str = "en-us", words_per_minute: int = 145) -> Path:
+    """Synthesised speech (espeak-ng) as a wav at `path`."""
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(path), text], check=True)
+    return path
+
+
+class LiveServer:
+    """The real server (`manage.py serve`, as in production) in a subprocess, on a free loopback port.
+
+    It gets its own SQLite file and MEDIA_DIR under `root` unless `env` names others.
+    `server="daphne"` runs `manage.py runserver` (daphne) instead, the development server.
+    """
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None, server: str = "uvicorn") -> None:
+        self.root = root
+        self.server = server
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.media_dir = Path((env or {}).get("MEDIA_DIR", root / "media"))
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}",
+            "MEDIA_DIR": str(self.media_dir),
+            "SECRET_KEY": "test-only",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = root / f"server-{self.port}.log"
+
+    def __enter__(self) -> LiveServer:
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        manage = [sys.executable, str(BASE_DIR / "manage.py")]
+        subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=self.env, check=True, cwd=BASE_DIR)
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [*manage, "serve", "--port", str(self.port)]
+            if self.server == "uvicorn"
+            else [*manage, "runserver", "--noreload", f"127.0.0.1:{self.port}"],
+            env=self.env,
+            cwd=BASE_DIR,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, self.process, self.log_path)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if hasattr(self, "_log"):
+            self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s:\n{log_path.read_text(errors='replace')}")
