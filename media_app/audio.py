@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,10 +65,15 @@ def convert_to_wav(source: Path, dest: Path, display_name: str) -> StoredAudio:
     Raises ConversionError with a sentence naming `display_name` on anything that is
     not whole, decodable audio; `dest` is then left absent.
     """
-    if source.stat().st_size == 0:
-        raise ConversionError(400, f"'{display_name}' is empty.")
+    samples = 0
     try:
-        samples = _decode_into(source, dest, display_name)
+        with wave.open(str(dest), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(SAMPLE_RATE)
+            for pcm in decode_pcm(source, display_name):
+                out.writeframesraw(pcm.tobytes())
+                samples += len(pcm)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
@@ -79,7 +85,20 @@ def convert_to_wav(source: Path, dest: Path, display_name: str) -> StoredAudio:
     )
 
 
-def _decode_into(source: Path, dest: Path, display_name: str) -> int:
+def read_audio(source: Path, display_name: str | None = None) -> np.ndarray:
+    """The whole recording as float32 samples in [-1, 1], 16 kHz mono (for short files and tools)."""
+    chunks = list(decode_pcm(source, display_name or source.name))
+    return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+
+def decode_pcm(source: Path, display_name: str) -> Iterator[np.ndarray]:
+    """16 kHz mono int16 chunks of `source`'s first audio track, decoded as they come.
+
+    The last chunk is followed by the checks that need the whole file (truncation);
+    ConversionError with a sentence for the user on anything that is not whole audio.
+    """
+    if source.stat().st_size == 0:
+        raise ConversionError(400, f"'{display_name}' is empty.")
     not_audio = ConversionError(415, f"'{display_name}' is not an audio or video file that can be decoded.")
     try:
         container = av.open(str(source))
@@ -93,42 +112,38 @@ def _decode_into(source: Path, dest: Path, display_name: str) -> int:
         stream = container.streams.audio[0]
         declared = _declared_seconds(container, stream, source)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        written = 0
-        with wave.open(str(dest), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(SAMPLE_RATE)
-            try:
-                for frame in container.decode(stream):
-                    written += _write(out, resampler.resample(frame))
-                written += _write(out, resampler.resample(None))
-            except av.error.FFmpegError:
-                if written == 0:
-                    raise not_audio from None
-                raise ConversionError(
-                    422,
-                    f"'{display_name}' is damaged or truncated: decoding failed after "
-                    f"{written / SAMPLE_RATE:.1f} s of audio.",
-                ) from None
-    if written == 0:
+        decoded = 0
+        try:
+            for frame in _frames_then_flush(container, stream):
+                for out in resampler.resample(frame):
+                    pcm = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+                    decoded += len(pcm)
+                    yield pcm
+        except av.error.FFmpegError:
+            if decoded == 0:
+                raise not_audio from None
+            raise ConversionError(
+                422,
+                f"'{display_name}' is damaged or truncated: decoding failed after "
+                f"{decoded / SAMPLE_RATE:.1f} s of audio.",
+            ) from None
+    if decoded == 0:
         raise not_audio
-    decoded = written / SAMPLE_RATE
-    if declared is not None and decoded < declared - _TRUNCATION_TOLERANCE_SECS:
+    seconds = decoded / SAMPLE_RATE
+    if declared is not None and seconds < declared - _TRUNCATION_TOLERANCE_SECS:
         raise ConversionError(
             422,
             f"'{display_name}' is truncated: it declares {declared:.1f} s of audio "
-            f"but only {decoded:.1f} s could be decoded.",
+            f"but only {seconds:.1f} s could be decoded.",
         )
-    return written
 
 
-def _write(out: wave.Wave_write, frames: list[av.AudioFrame]) -> int:
-    count = 0
-    for frame in frames:
-        pcm = frame.to_ndarray().astype(np.int16, copy=False)
-        out.writeframesraw(pcm.tobytes())
-        count += pcm.shape[-1]
-    return count
+def _frames_then_flush(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> Iterator[av.AudioFrame | None]:
+    """The decoded frames, then None: the resampler's cue to flush what it holds."""
+    yield from container.decode(stream)
+    yield None
 
 
 def _declared_seconds(container: av.container.InputContainer, stream: av.AudioStream, source: Path) -> float | None:
