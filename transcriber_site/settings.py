@@ -43,11 +43,15 @@ WS_HOST = env.str("WS_HOST", default="")
 
 # --- Models -------------------------------------------------------------------------
 USE_GPU = env.bool("USE_GPU", default=False)
-INTRA_THREADS = env.int("INTRA_THREADS", default=0)  # 0: one per core
-INTER_THREADS = env.int("INTER_THREADS", default=1)
+# Threads inside one model call, and model calls run at once; 0 lets each engine choose
+# (Whisper on the CPU: one single-threaded call per core; ONNX Runtime: its own defaults).
+INTRA_THREADS = env.int("INTRA_THREADS", default=0)
+INTER_THREADS = env.int("INTER_THREADS", default=0)
 TDT_MODEL_PATH = Path(env.str("TDT_MODEL_PATH", default=str(BASE_DIR / "models" / "parakeet-tdt")))
 CANARY_MODEL_PATH = Path(env.str("CANARY_MODEL_PATH", default=str(BASE_DIR / "models" / "canary-1b")))
 WHISPER_MODEL = env.str("WHISPER_MODEL", default="")  # empty: the bundled tiny.en
+# Which ONNX files Parakeet and Canary load: auto (int8 when present), int8, or fp32.
+ONNX_PRECISION = env.str("ONNX_PRECISION", default="auto")
 DIAR_MODEL_PATH = env.str("DIAR_MODEL_PATH", default="")
 
 # --- Media and sessions -------------------------------------------------------------
