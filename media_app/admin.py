@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from media_app.models import MediaFile
+from media_app.models import MediaFile, MediaInUse
 
 
 @admin.register(MediaFile)
@@ -31,4 +31,10 @@ class MediaFileAdmin(admin.ModelAdmin[MediaFile]):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[MediaFile]) -> None:
         for media in queryset:
-            media.delete()  # one by one, so that each stored file goes with its row
+            self.delete_model(request, media)  # one by one, so that each stored file goes with its row
+
+    def delete_model(self, request: HttpRequest, obj: MediaFile) -> None:
+        try:
+            obj.delete()
+        except MediaInUse as exc:
+            self.message_user(request, str(exc), messages.ERROR)

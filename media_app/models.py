@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from media_app import audio
@@ -19,6 +20,15 @@ from media_app import audio
 log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".part"
+
+
+class MediaInUse(Exception):
+    """Raised (by the apps that use recordings) to refuse deleting one still in use."""
+
+
+# Sent before a recording is deleted; a receiver raises MediaInUse to refuse. (Not
+# pre_delete: that runs inside the delete's transaction, which an exception spoils.)
+deleting = Signal()
 
 
 class MediaFile(models.Model):
@@ -57,6 +67,7 @@ class MediaFile(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         """Delete the row and its stored file."""
+        deleting.send(sender=MediaFile, instance=self)
         path = self.path
         with media_dir_lock():
             result = super().delete(*args, **kwargs)

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from media_app.audio import ConversionError
-from media_app.models import MediaFile
+from media_app.models import MediaFile, MediaInUse
 from media_app.uploads import too_large_message, upload_exceeded
 from transcriber_site.lib.http import ApiError, api
 
@@ -38,7 +38,10 @@ def media_upload(request: HttpRequest) -> HttpResponse | dict[str, Any]:
 def media_detail(request: HttpRequest, media_id: int) -> HttpResponse | dict[str, Any]:
     media = get_media(media_id)
     if request.method == "DELETE":
-        media.delete()
+        try:
+            media.delete()
+        except MediaInUse as exc:
+            raise ApiError(409, str(exc)) from None
         return HttpResponse(status=204)
     return media.to_dict()
 

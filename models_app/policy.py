@@ -171,7 +171,6 @@ class StreamingPolicy(StreamingTranscriber):
     # --- knobs a falling-behind worker turns -----------------------------------------------
 
     def set_pace(self, interval_secs: float, partials: bool) -> None:
-        """Pass less often and/or stop sending partials (the worker's degradation)."""
         self.config = replace(self.config, interval_secs=interval_secs, partials=partials)
 
     # --- audio and VAD -----------------------------------------------------------------------

@@ -59,8 +59,13 @@ MEDIA_DIR = Path(env.str("MEDIA_DIR", default=str(BASE_DIR / "media"))).resolve(
 MAX_UPLOAD_SIZE_MB = env.int("MAX_UPLOAD_SIZE_MB", default=1024)
 MAX_CONCURRENT_SESSIONS = env.int("MAX_CONCURRENT_SESSIONS", default=10)
 SESSION_TIMEOUT_SECS = env.int("SESSION_TIMEOUT_SECS", default=3600)
-# A worker that has not written its heartbeat for this long is taken for dead.
+# Workers write a heartbeat on their sessions this often; one silent for the timeout is dead.
+WORKER_HEARTBEAT_SECS = env.float("WORKER_HEARTBEAT_SECS", default=2.0)
 WORKER_HEARTBEAT_TIMEOUT_SECS = env.float("WORKER_HEARTBEAT_TIMEOUT_SECS", default=10.0)
+# A session no worker has taken after this long ends in error (no worker running?).
+SESSION_START_TIMEOUT_SECS = env.float("SESSION_START_TIMEOUT_SECS", default=30.0)
+# Sessions one worker process runs at most (0: MAX_CONCURRENT_SESSIONS).
+WORKER_CAPACITY = env.int("WORKER_CAPACITY", default=0)
 
 # --- WebRTC -------------------------------------------------------------------------
 ICE_SERVERS: list[dict[str, object]] = json.loads(env.str("ICE_SERVERS", default="[]"))

@@ -13,13 +13,18 @@ log = logging.getLogger(__name__)
 
 async def server_started() -> None:
     from media_app.scan import scan_media_dir
+    from sessions_app.lifecycle import runtime
 
     report = await sync_to_async(scan_media_dir, thread_sensitive=True)()
     log.info("media library: %s", report.lines()[-1])
+    await runtime.start()
 
 
 async def server_stopping() -> None:
+    from sessions_app.lifecycle import runtime
+
     log.info("server stopping")
+    await runtime.stop()
 
 
 class ServerLifecycle:

@@ -167,3 +167,73 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path, t
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s:\n{log_path.read_text(errors='replace')}")
+
+
+class RedisServer:
+    """Debian's redis-server on a free loopback port, in memory only, for scale-out tests."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_path = root / f"redis-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: `make test` installs Debian's redis-server package")
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, self.process, self.log_path)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self._log.close()
+
+
+class WorkerProcess:
+    """`manage.py transcription_worker` in a subprocess, with the environment of a LiveServer."""
+
+    def __init__(self, env: dict[str, str], root: Path, name: str, capacity: int = 0) -> None:
+        self.env = env
+        self.log_path = root / f"worker-{name}.log"
+        self.capacity = capacity
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> WorkerProcess:
+        self._log = self.log_path.open("wb")
+        command = [sys.executable, str(BASE_DIR / "manage.py"), "transcription_worker"]
+        if self.capacity:
+            command += ["--capacity", str(self.capacity)]
+        self.process = subprocess.Popen(command, env=self.env, cwd=BASE_DIR, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while b"taking sessions" not in self.log_path.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.log()}")
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies without a word, as a crashed machine would."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("media_app.urls")),
     path("", include("models_app.urls")),
+    path("", include("sessions_app.urls")),
 ]

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from sessions_app.models import TranscriptionSession, TranscriptSegment, TransitionError
+
+
+class SegmentInline(admin.TabularInline[TranscriptSegment, TranscriptionSession]):
+    model = TranscriptSegment
+    fields = ["index", "start_time", "end_time", "text", "speaker"]
+    readonly_fields = ["index", "start_time", "end_time", "text", "speaker"]
+    extra = 0
+    can_delete = False
+    max_num = 0
+
+
+@admin.register(TranscriptionSession)
+class SessionAdmin(admin.ModelAdmin[TranscriptionSession]):
+    list_display = ["id", "state", "model_id", "media_filename", "progress", "clients", "degraded", "created_at"]
+    list_filter = ["state", "model_id"]
+    search_fields = ["media_filename", "model_id", "worker_id"]
+    actions = ["stop_sessions", "pause_sessions", "resume_sessions"]
+    inlines = [SegmentInline]
+    readonly_fields = [f.name for f in TranscriptionSession._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # sessions start through the API or the page, which dispatch them to a worker
+
+    @admin.display(description="progress")
+    def progress(self, session: TranscriptionSession) -> str:
+        return f"{session.position():.0f} / {session.duration_secs:.0f} s"
+
+    @admin.display(description="listeners")
+    def clients(self, session: TranscriptionSession) -> int:
+        return session.client_count
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[TranscriptionSession], verb: str) -> None:
+        done = 0
+        for session in queryset:
+            try:
+                if verb == "stop":
+                    session.stop("Stopped by an operator in the admin.")
+                elif verb == "pause":
+                    session.pause()
+                else:
+                    session.resume()
+                done += 1
+            except TransitionError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+        if done:
+            self.message_user(request, f"{verb.capitalize()}: {done} session(s).", messages.SUCCESS)
+
+    @admin.action(description="Stop the selected sessions")
+    def stop_sessions(self, request: HttpRequest, queryset: QuerySet[TranscriptionSession]) -> None:
+        self._each(request, queryset, "stop")
+
+    @admin.action(description="Pause the selected sessions")
+    def pause_sessions(self, request: HttpRequest, queryset: QuerySet[TranscriptionSession]) -> None:
+        self._each(request, queryset, "pause")
+
+    @admin.action(description="Resume the selected sessions")
+    def resume_sessions(self, request: HttpRequest, queryset: QuerySet[TranscriptionSession]) -> None:
+        self._each(request, queryset, "resume")

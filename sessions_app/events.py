@@ -1,0 +1,95 @@
+"""What goes to a session's channel-layer group, and how it is sent.
+
+Every process that cares about session N (its worker, the web processes of its
+listeners) is in the group "session-N". Messages carry a "type" that Channels maps to
+a handler (`session.subtitle` -> `session_subtitle`); the WebSocket consumer forwards
+them to browsers under the protocol's names (subtitle, status, end, error).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+if TYPE_CHECKING:
+    from sessions_app.models import TranscriptionSession
+
+log = logging.getLogger(__name__)
+
+WORKER_CHANNEL = "transcription"
+
+
+def group(session_id: int) -> str:
+    return f"session-{session_id}"
+
+
+def subtitle(
+    text: str,
+    start: float,
+    end: float,
+    is_final: bool,
+    speaker: int | None = None,
+    index: int | None = None,
+    confidence: float | None = None,
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "session.subtitle",
+        "text": text,
+        "start": round(start, 3),
+        "end": round(end, 3),
+        "is_final": is_final,
+        "speaker": speaker,
+    }
+    if index is not None:
+        event["index"] = index
+    if confidence is not None:
+        event["confidence"] = round(confidence, 3)
+    return event
+
+
+def status(
+    session: TranscriptionSession, progress_secs: float, client_count: int, lag_secs: float = 0.0
+) -> dict[str, Any]:
+    return {
+        "type": "session.status",
+        "state": session.state,
+        "progress_secs": round(progress_secs, 2),
+        "duration_secs": round(session.duration_secs, 2),
+        "client_count": client_count,
+        "degraded": session.degraded,
+        "lag_secs": round(lag_secs, 2),
+    }
+
+
+def clock(session: TranscriptionSession) -> dict[str, Any]:
+    """The clock changed (start, pause, resume, end): audio tracks and workers follow it."""
+    return {"type": "session.clock", "session_id": session.pk, **session.clock()}
+
+
+def ended(session: TranscriptionSession) -> dict[str, Any]:
+    reason = session.error or session.stop_reason or "The recording has been played to its end."
+    return {"type": "session.end", "state": session.state, "reason": reason}
+
+
+async def publish_async(session_id: int, event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(group(session_id), event)
+
+
+def publish(session_id: int, event: dict[str, Any]) -> None:
+    """Send from synchronous code (views, model methods run in threads)."""
+    try:
+        async_to_sync(publish_async)(session_id, event)
+    except Exception:  # the change itself is saved; a listener resyncs from the API
+        log.exception("session %s: could not publish %s", session_id, event.get("type"))
+
+
+async def dispatch_start(session_id: int) -> None:
+    """Ask a worker (any worker) to run the session."""
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.send(WORKER_CHANNEL, {"type": "session.start", "session_id": session_id})

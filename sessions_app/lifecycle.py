@@ -1,0 +1,60 @@
+"""Sessions at web server start and stop.
+
+Embedded default (no REDIS_URL): this process is also the worker. At start, every
+session a previous process left live is stopped (that process, and its worker, are
+gone); then the worker starts taking sessions. With REDIS_URL, workers are separate
+processes: only sessions whose worker stopped beating are stopped at start, and this
+process sweeps for orphans (so sessions never wait forever if every worker dies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from sessions_app.models import TranscriptionSession
+from sessions_app.runner import SessionWorker
+
+log = logging.getLogger(__name__)
+
+
+class SessionsRuntime:
+    def __init__(self) -> None:
+        self.worker: SessionWorker | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return not settings.REDIS_URL
+
+    async def start(self) -> None:
+        stopped = await database_sync_to_async(TranscriptionSession.stop_left_running)(
+            "The server restarted; a session cannot outlive the process that ran it.", only_stale=not self.embedded
+        )
+        if stopped:
+            log.info("stopped sessions left running by a previous process: %s", stopped)
+        if self.embedded:
+            self.worker = SessionWorker(worker_id=None)
+            self.task = asyncio.create_task(self.worker.serve(), name="embedded-worker")
+        else:
+            self.task = asyncio.create_task(self._sweep(), name="orphan-sweeper")
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(settings.WORKER_HEARTBEAT_SECS)
+            await database_sync_to_async(TranscriptionSession.sweep_orphans)()
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.shutdown("The server shut down.")
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+runtime = SessionsRuntime()

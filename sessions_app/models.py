@@ -1,0 +1,290 @@
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from media_app.models import MediaFile
+from sessions_app import events
+
+log = logging.getLogger(__name__)
+
+
+class State(models.TextChoices):
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+LIVE = (State.STARTING, State.RUNNING, State.PAUSED)
+ENDED = (State.COMPLETED, State.STOPPED, State.ERROR)
+
+# starting -> running <-> paused -> completed | stopped | error, and nothing else
+TRANSITIONS: dict[str, set[str]] = {
+    State.STARTING: {State.RUNNING, State.STOPPED, State.ERROR},
+    State.RUNNING: {State.PAUSED, State.COMPLETED, State.STOPPED, State.ERROR},
+    State.PAUSED: {State.RUNNING, State.STOPPED, State.ERROR},
+    State.COMPLETED: set(),
+    State.STOPPED: set(),
+    State.ERROR: set(),
+}
+
+
+class TransitionError(Exception):
+    """The session is not in a state that allows the change; the message says so."""
+
+
+class TranscriptionSession(models.Model):
+    """One recording played as if live through one model.
+
+    The session clock lives on the row (start time and pauses), so the worker that
+    transcribes and every web process that plays the audio agree on the position
+    without talking to each other.
+    """
+
+    model_id = models.CharField(max_length=64)
+    media = models.ForeignKey(MediaFile, null=True, on_delete=models.SET_NULL, related_name="sessions")
+    media_filename = models.CharField(max_length=255)  # kept when the recording is deleted later
+    duration_secs = models.FloatField()
+    language = models.CharField(max_length=16, blank=True)
+    target_language = models.CharField(max_length=16, blank=True)
+    preset = models.CharField(max_length=32, default="balanced")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.STARTING, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)  # when the clock started
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_secs = models.FloatField(default=0.0)  # pauses that have ended, in total
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_position_secs = models.FloatField(null=True, blank=True)
+    stop_reason = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    worker_id = models.CharField(max_length=128, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    degraded = models.PositiveSmallIntegerField(default=0)  # 0 normal; see sessions_app.runner
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"session {self.pk} ({self.model_id}, {self.media_filename})"
+
+    # --- the clock ---------------------------------------------------------------------------
+
+    def position(self, now: float | None = None) -> float:
+        """Seconds of the recording played so far (pauses hold it still)."""
+        if self.ended_position_secs is not None:
+            return self.ended_position_secs
+        if self.started_at is None:
+            return 0.0
+        now = time.time() if now is None else now
+        until = self.paused_at.timestamp() if self.paused_at is not None else now
+        played = until - self.started_at.timestamp() - self.paused_secs
+        return min(max(played, 0.0), self.duration_secs)
+
+    def clock(self) -> dict[str, Any]:
+        """What a process needs to follow the clock (sent with every change)."""
+        return {
+            "state": self.state,
+            "started_at": self.started_at.timestamp() if self.started_at else None,
+            "paused_at": self.paused_at.timestamp() if self.paused_at else None,
+            "paused_secs": self.paused_secs,
+            "duration_secs": self.duration_secs,
+            "ended_position_secs": self.ended_position_secs,
+        }
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in LIVE
+
+    @property
+    def client_count(self) -> int:
+        return self.listeners.count()
+
+    # --- the state machine ----------------------------------------------------------------------
+
+    def _transition(self, new: str, **fields: Any) -> None:
+        """Move to `new` if the row (not this copy) is in a state that allows it; else TransitionError.
+
+        Compare-and-set in one UPDATE, so two processes can never both make a change.
+        """
+        allowed_from = [s for s, targets in TRANSITIONS.items() if new in targets]
+        with transaction.atomic():
+            current = TranscriptionSession.objects.select_for_update().get(pk=self.pk)
+            if current.state not in allowed_from:
+                raise TransitionError(
+                    f"Session {self.pk} is {current.state}; it cannot become {new} "
+                    f"(only from {' or '.join(allowed_from) or 'nowhere'})."
+                )
+            old = current.state
+            for name, value in fields.items():
+                setattr(current, name, value)
+            current.state = new
+            current.save(update_fields=["state", *fields])
+        self.refresh_from_db()
+        log.info("session %s: %s -> %s", self.pk, old, new)
+        events.publish(self.pk, events.clock(self))
+
+    def claim(self, worker_id: str) -> bool:
+        """A worker takes the session (still starting: it loads the model next); False if taken."""
+        now = timezone.now()
+        taken = TranscriptionSession.objects.filter(pk=self.pk, state=State.STARTING, worker_id="").update(
+            worker_id=worker_id, heartbeat_at=now
+        )
+        self.refresh_from_db()
+        return taken == 1
+
+    def start_clock(self) -> None:
+        """starting -> running: the model is ready, the recording starts playing."""
+        self._transition(State.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now())
+
+    def pause(self) -> None:
+        if self.state != State.RUNNING:
+            raise TransitionError(f"Session {self.pk} is {self.state}; only a running session can be paused.")
+        self._transition(State.PAUSED, paused_at=timezone.now())
+
+    def resume(self) -> None:
+        if self.state != State.PAUSED:
+            raise TransitionError(f"Session {self.pk} is {self.state}; only a paused session can be resumed.")
+        paused_at = self.paused_at or timezone.now()
+        self._transition(
+            State.RUNNING,
+            paused_at=None,
+            paused_secs=self.paused_secs + (timezone.now() - paused_at).total_seconds(),
+        )
+
+    def stop(self, reason: str) -> None:
+        if self.state in ENDED:
+            raise TransitionError(f"Session {self.pk} has already ended ({self.state}).")
+        self._end(State.STOPPED, stop_reason=reason)
+
+    def complete(self) -> None:
+        self._end(State.COMPLETED)
+
+    def fail(self, error: str) -> None:
+        self._end(State.ERROR, error=error)
+
+    def _end(self, state: str, **fields: Any) -> None:
+        self.refresh_from_db()
+        self._transition(state, ended_at=timezone.now(), ended_position_secs=self.position(), **fields)
+        events.publish(self.pk, events.ended(self))
+
+    # --- the API's view of a session --------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        from models_app.registry import registry
+
+        spec = registry.specs.get(self.model_id)
+        return {
+            "id": self.pk,
+            "model_id": self.model_id,
+            "model_name": spec.display_name if spec else self.model_id,
+            "media_id": self.media_id,
+            "media_filename": self.media_filename,
+            "state": self.state,
+            "client_count": self.client_count,
+            "duration_secs": round(self.duration_secs, 3),
+            "progress_secs": round(self.position(), 3),
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "language": self.language or None,
+            "target_language": self.target_language or None,
+            "preset": self.preset,
+            "stop_reason": self.stop_reason or None,
+            "error": self.error or None,
+            "degraded": self.degraded,
+            "worker": self.worker_id or None,
+            "clock": self.clock(),
+        }
+
+    # --- sessions whose worker is gone ---------------------------------------------------------------
+
+    @classmethod
+    def sweep_orphans(cls, now: datetime | None = None) -> list[int]:
+        """Turn live sessions whose worker stopped beating into errors; the ids it ended."""
+        now = now or timezone.now()
+        stale_before = now - timedelta(seconds=settings.WORKER_HEARTBEAT_TIMEOUT_SECS)
+        unclaimed_before = now - timedelta(seconds=settings.SESSION_START_TIMEOUT_SECS)
+        ended = []
+        claimed = cls.objects.filter(state__in=LIVE).exclude(worker_id="")
+        for session in claimed.filter(heartbeat_at__lt=stale_before):
+            heartbeat = session.heartbeat_at.strftime("%H:%M:%S") if session.heartbeat_at else "?"
+            ended += session._end_quietly(
+                State.ERROR,
+                error=f"The worker running this session ({session.worker_id}) stopped responding; "
+                f"its last heartbeat was at {heartbeat} UTC.",
+            )
+        for session in cls.objects.filter(state=State.STARTING, worker_id="", created_at__lt=unclaimed_before):
+            ended += session._end_quietly(
+                State.ERROR,
+                error=f"No worker took the session within {settings.SESSION_START_TIMEOUT_SECS:.0f} s: "
+                "is `python manage.py transcription_worker` running (REDIS_URL is set)?",
+            )
+        return ended
+
+    @classmethod
+    def stop_left_running(cls, reason: str, only_stale: bool) -> list[int]:
+        """At start-up: sessions a previous process left live are stopped (all of them, or only
+        those whose worker has stopped beating when other workers may still be alive)."""
+        live = cls.objects.filter(state__in=LIVE)
+        if only_stale:
+            fresh_after = timezone.now() - timedelta(seconds=settings.WORKER_HEARTBEAT_TIMEOUT_SECS)
+            live = live.exclude(worker_id="").exclude(heartbeat_at__gte=fresh_after)
+        ended = []
+        for session in live:
+            ended += session._end_quietly(State.STOPPED, stop_reason=reason)
+        return ended
+
+    def _end_quietly(self, state: str, **fields: Any) -> list[int]:
+        """End the session unless another process got there first."""
+        try:
+            self._end(state, **fields)
+        except TransitionError:
+            return []
+        return [self.pk]
+
+
+class TranscriptSegment(models.Model):
+    """One final subtitle of a session, in order; finals are never changed."""
+
+    session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="segments")
+    index = models.PositiveIntegerField()
+    text = models.TextField()
+    start_time = models.FloatField()
+    end_time = models.FloatField()
+    speaker = models.IntegerField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    words = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["session", "index"]
+        constraints = [models.UniqueConstraint(fields=["session", "index"], name="one_segment_per_index")]
+
+    def __str__(self) -> str:
+        return f"{self.start_time:.1f}-{self.end_time:.1f} {self.text}"
+
+    def to_event(self) -> dict[str, Any]:
+        return events.subtitle(
+            self.text, self.start_time, self.end_time, True, self.speaker, index=self.index, confidence=self.confidence
+        )
+
+
+class Listener(models.Model):
+    """A WebSocket connected to a session, in whichever web process holds it."""
+
+    session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="listeners")
+    channel_name = models.CharField(max_length=255, unique=True)
+    server_id = models.CharField(max_length=128)
+    connected_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"listener of session {self.session_id} on {self.server_id}"

@@ -1,0 +1,307 @@
+"""The worker: plays sessions through their transcribers, by the session clock.
+
+One `SessionWorker` per process (inside the web server in the embedded default, or
+`manage.py transcription_worker` processes with Redis). It takes "session.start"
+messages from the "transcription" channel while it has room, and runs each session
+as one asyncio task that owns it: read the stored wav up to the clock's position,
+push the new audio into the stream (in a thread: inference never blocks the loop),
+publish subtitles, a status about once a second, and the end or the error.
+
+Falling behind real time never builds unbounded lag: the run degrades in steps,
+reported in every status (`degraded`, `lag_secs`) and on the row:
+
+    level 0  lag < 1.5 s   as the preset says
+    level 1  lag >= 1.5 s  the buffer is re-transcribed half as often
+    level 2  lag >= 3 s    a quarter as often, and no partials
+    level 3  lag >= 10 s   the audio behind is skipped (counted in `skipped_secs`)
+
+and it steps back down when the lag has halved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soundfile
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from models_app.registry import ModelError, registry
+from models_app.streaming import SAMPLE_RATE, StreamingTranscriber, TranscriptionChunk
+from sessions_app import events
+from sessions_app.models import ENDED, LIVE, State, TranscriptionSession, TranscriptSegment, TransitionError
+
+log = logging.getLogger(__name__)
+
+TICK_SECS = 0.1  # how often a run looks at the clock
+STATUS_SECS = 1.0
+REFRESH_SECS = 0.5  # how often the worker re-reads its sessions' clocks from the database
+
+
+@dataclass(frozen=True)
+class Level:
+    lag_secs: float  # entered at this lag
+    interval_factor: float
+    partials: bool
+
+
+LEVELS = [Level(0.0, 1.0, True), Level(1.5, 2.0, True), Level(3.0, 4.0, False), Level(10.0, 4.0, False)]
+SKIP_KEEPS_SECS = 2.0  # at level 3, the audio older than this behind the clock is skipped
+
+
+class WavSource:
+    """The session's stored 16 kHz mono wav, read at any position."""
+
+    def __init__(self, path: str) -> None:
+        self.file = soundfile.SoundFile(path)
+        self.frames = self.file.frames
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        self.file.seek(start)
+        return self.file.read(end - start, dtype="float32", always_2d=False)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class SessionRun:
+    """One session in this worker: owned by one task from claim to end."""
+
+    def __init__(self, worker: SessionWorker, session: TranscriptionSession) -> None:
+        self.worker = worker
+        self.session = session
+        self.level = 0
+        self.skipped_secs = 0.0
+        self.lag_secs = 0.0
+        self.fed = 0  # samples pushed into the stream
+        self.index = 0  # of the next final segment
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> int:
+        return self.session.pk
+
+    def follow(self, clock: dict[str, Any]) -> None:
+        """Adopt the clock as the database has it now (pause, resume, stop by anyone)."""
+        for name, value in clock.items():
+            setattr(self.session, name, value)
+
+    async def run(self) -> None:
+        """Load the stream, start the clock and play; whatever goes wrong ends the session in error."""
+        session = self.session
+        source: WavSource | None = None
+        try:
+            stream = await self.worker.in_thread(
+                registry.create_transcriber,
+                session.model_id,
+                language=session.language or None,
+                target_language=session.target_language or None,
+                preset=session.preset,
+            )
+            path = await database_sync_to_async(lambda: session.media.path if session.media else None)()
+            if path is None or not path.exists():
+                raise ModelError("The recording of this session has been deleted.")
+            source = WavSource(str(path))
+            await database_sync_to_async(session.start_clock)()
+            await self.play(stream, source)
+        except TransitionError:
+            pass  # stopped meanwhile, by the API or a sweeper: nothing more to do
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, ModelError):
+                log.exception("session %s: failed", self.id)
+            message = str(exc) if isinstance(exc, ModelError) else f"Transcription failed: {exc}"
+            with contextlib.suppress(TransitionError):
+                await database_sync_to_async(session.fail)(message)
+        finally:
+            if source is not None:
+                source.close()
+
+    async def play(self, stream: StreamingTranscriber, source: WavSource) -> None:
+        session = self.session
+        base_interval = getattr(getattr(stream, "config", None), "interval_secs", 0.5)
+        next_status = 0.0
+        while True:
+            if session.state in ENDED:
+                return
+            now = time.time()
+            if session.started_at is not None and now - session.started_at.timestamp() > settings.SESSION_TIMEOUT_SECS:
+                await database_sync_to_async(session.stop)(
+                    f"Stopped after {settings.SESSION_TIMEOUT_SECS} s, the SESSION_TIMEOUT_SECS limit."
+                )
+                return
+            target = min(int(session.position(now) * SAMPLE_RATE), source.frames)
+            if target > self.fed:
+                self.lag_secs = (target - self.fed) / SAMPLE_RATE
+                await self.adapt(stream, base_interval)
+                if self.level == 3 and self.lag_secs > SKIP_KEEPS_SECS:
+                    skip = target - int(SKIP_KEEPS_SECS * SAMPLE_RATE) - self.fed
+                    await self.push(
+                        stream, np.zeros(skip, np.float32)
+                    )  # keeps the stream's clock; no passes on silence
+                    self.skipped_secs += skip / SAMPLE_RATE
+                    log.warning(
+                        "session %s: %.1f s behind, skipped %.1f s of audio", self.id, self.lag_secs, skip / SAMPLE_RATE
+                    )
+                await self.push(stream, source.read(self.fed, target))
+            if self.fed >= source.frames and session.state == State.RUNNING:
+                await self.publish(await self.worker.in_thread(stream.finalize))
+                await database_sync_to_async(session.complete)()
+                return
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + STATUS_SECS
+                await self.send_status()
+            await asyncio.sleep(TICK_SECS)
+
+    async def push(self, stream: StreamingTranscriber, samples: np.ndarray) -> None:
+        if len(samples):
+            chunk = await self.worker.in_thread(stream.push_audio, samples)
+            self.fed += len(samples)
+            await self.publish(chunk)
+
+    async def adapt(self, stream: StreamingTranscriber, base_interval: float) -> None:
+        level = self.level
+        while level + 1 < len(LEVELS) and self.lag_secs >= LEVELS[level + 1].lag_secs:
+            level += 1
+        while level > 0 and self.lag_secs < LEVELS[level].lag_secs / 2:
+            level -= 1
+        if level != self.level:
+            log.info("session %s: lag %.1f s, degradation level %d -> %d", self.id, self.lag_secs, self.level, level)
+            self.level = level
+            stream.set_pace(base_interval * LEVELS[level].interval_factor, LEVELS[level].partials)
+            self.session.degraded = level
+            await database_sync_to_async(TranscriptionSession.objects.filter(pk=self.id).update)(degraded=level)
+
+    async def publish(self, chunk: TranscriptionChunk) -> None:
+        finals = chunk.finals
+        if finals:
+            rows = [
+                TranscriptSegment(
+                    session_id=self.id,
+                    index=self.index + i,
+                    text=s.text,
+                    start_time=s.start_time,
+                    end_time=s.end_time,
+                    speaker=s.speaker,
+                    confidence=s.confidence,
+                    words=[[w.text, round(w.start, 3), round(w.end, 3)] for w in s.words],
+                )
+                for i, s in enumerate(finals)
+            ]
+            self.index += len(rows)
+            await database_sync_to_async(TranscriptSegment.objects.bulk_create)(rows)
+            for row in rows:
+                await events.publish_async(self.id, row.to_event())
+        partial = chunk.partial
+        if partial is not None:
+            await events.publish_async(
+                self.id, events.subtitle(partial.text, partial.start_time, partial.end_time, False, partial.speaker)
+            )
+
+    async def send_status(self) -> None:
+        clients = await database_sync_to_async(self.session.listeners.count)()
+        status = events.status(self.session, self.session.position(), clients, self.lag_secs)
+        status["skipped_secs"] = round(self.skipped_secs, 1)
+        await events.publish_async(self.id, status)
+
+
+class SessionWorker:
+    """Takes sessions from the "transcription" channel and runs them, up to its capacity."""
+
+    def __init__(self, worker_id: str | None = None, capacity: int | None = None) -> None:
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+        self.capacity = capacity or settings.WORKER_CAPACITY or settings.MAX_CONCURRENT_SESSIONS
+        self.runs: dict[int, SessionRun] = {}
+        # pushes wait in the model's batch runner, so each live session may hold a thread
+        self.executor = ThreadPoolExecutor(max_workers=self.capacity + 4, thread_name_prefix=f"session-{self.id}")
+        self._room = asyncio.Event()
+
+    async def in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    async def serve(self) -> None:
+        """Run until cancelled: take sessions, keep heartbeats and clocks, sweep orphans."""
+        log.info("worker %s: taking sessions (capacity %d)", self.id, self.capacity)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._take_sessions())
+            group.create_task(self._keep_up())
+
+    async def _take_sessions(self) -> None:
+        layer = get_channel_layer()
+        assert layer is not None
+        while True:
+            while len(self.runs) >= self.capacity:  # full: leave the message to another worker
+                self._room.clear()
+                await self._room.wait()
+            message = await layer.receive(events.WORKER_CHANNEL)
+            if message.get("type") == "session.start":
+                await self.start(int(message["session_id"]))
+
+    async def start(self, session_id: int) -> None:
+        session = await database_sync_to_async(
+            TranscriptionSession.objects.select_related("media").filter(pk=session_id).first
+        )()
+        if session is None or not await database_sync_to_async(session.claim)(self.id):
+            return  # gone, or another worker took it
+        run = SessionRun(self, session)
+        self.runs[session_id] = run
+        run.task = asyncio.create_task(self._own(run), name=f"session-{session_id}")
+        log.info("worker %s: session %s (%s, %s)", self.id, session_id, session.model_id, session.media_filename)
+
+    async def _own(self, run: SessionRun) -> None:
+        try:
+            await run.run()
+        finally:
+            self.runs.pop(run.id, None)
+            self._room.set()
+
+    async def _keep_up(self) -> None:
+        last_beat = 0.0
+        while True:
+            await asyncio.sleep(REFRESH_SECS)
+            if self.runs:
+                await self._refresh_clocks()
+            if time.monotonic() - last_beat >= settings.WORKER_HEARTBEAT_SECS:
+                last_beat = time.monotonic()
+                await database_sync_to_async(self._beat)()
+
+    async def _refresh_clocks(self) -> None:
+        fields = ["id", "state", "started_at", "paused_at", "paused_secs", "ended_position_secs"]
+        rows = await database_sync_to_async(
+            lambda: list(TranscriptionSession.objects.filter(pk__in=list(self.runs)).values(*fields))
+        )()
+        for row in rows:
+            run = self.runs.get(row.pop("id"))
+            if run is not None:
+                run.follow(row)
+
+    def _beat(self) -> None:
+        TranscriptionSession.objects.filter(worker_id=self.id, state__in=LIVE).update(heartbeat_at=timezone.now())
+        TranscriptionSession.sweep_orphans()
+
+    async def shutdown(self, reason: str) -> None:
+        """Stop every session this worker runs, saying why, and end their tasks."""
+        for run in list(self.runs.values()):
+            if run.task is not None:
+                run.task.cancel()
+            with contextlib.suppress(TransitionError):
+                await database_sync_to_async(run.session.stop)(reason)
+        for run in list(self.runs.values()):
+            if run.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run.task
+        self.executor.shutdown(wait=False, cancel_futures=True)

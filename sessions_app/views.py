@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from media_app.models import MediaFile
+from models_app.policy import DEFAULT_PRESET
+from models_app.registry import ModelError, preset_config, registry
+from models_app.transcript import CONTENT_TYPES, FORMATS, render
+from sessions_app import events
+from sessions_app.models import LIVE, TranscriptionSession, TransitionError
+from transcriber_site.lib.http import ApiError, api, json_body
+
+
+class NewSession(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), str_strip_whitespace=True)
+
+    model_id: str
+    media_id: int
+    language: str | None = None
+    target_language: str | None = None
+    preset: str = DEFAULT_PRESET
+
+
+@api("GET", "POST")
+def session_list(request: HttpRequest) -> HttpResponse | list[dict[str, Any]] | dict[str, Any]:
+    if request.method == "POST":
+        return create_session(request)
+    sessions = TranscriptionSession.objects.all()
+    if request.GET.get("state") == "live":
+        sessions = sessions.filter(state__in=LIVE)
+    return [s.to_dict() for s in sessions[:200]]
+
+
+def create_session(request: HttpRequest) -> HttpResponse:
+    new = parse(NewSession, json_body(request))
+    try:
+        spec = registry.spec(new.model_id)
+        if reason := spec.missing():
+            raise ApiError(400, f"The model '{new.model_id}' is not available: {reason}")
+        language, target = spec.check_languages(new.language, new.target_language)
+        preset_config(new.preset)
+    except ModelError as exc:
+        raise ApiError(400, str(exc)) from None
+    media = MediaFile.objects.filter(pk=new.media_id).first()
+    if media is None:
+        raise ApiError(400, f"There is no media file with id {new.media_id}.")
+    with transaction.atomic():
+        _serialise_creation()
+        if TranscriptionSession.objects.filter(state__in=LIVE).count() >= settings.MAX_CONCURRENT_SESSIONS:
+            raise ApiError(
+                429,
+                f"The server already runs {settings.MAX_CONCURRENT_SESSIONS} sessions, its limit "
+                f"(MAX_CONCURRENT_SESSIONS); stop one or wait for one to end.",
+            )
+        session = TranscriptionSession.objects.create(
+            model_id=new.model_id,
+            media=media,
+            media_filename=media.filename,
+            duration_secs=media.duration_secs,
+            language=language,
+            target_language=target or "",
+            preset=new.preset,
+        )
+    async_to_sync(events.dispatch_start)(session.pk)
+    return JsonResponse(session.to_dict(), status=201)
+
+
+def _serialise_creation() -> None:
+    """Count-then-insert must not interleave between requests (SQLite's IMMEDIATE transactions
+    already serialise writers; PostgreSQL takes a transaction-scoped advisory lock)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(5150)")
+
+
+@api("GET", "DELETE")
+def session_detail(request: HttpRequest, session_id: int) -> dict[str, Any]:
+    session = get_session(session_id)
+    if request.method == "DELETE":
+        with transitions():
+            session.stop("Stopped by an operator.")
+    return session.to_dict()
+
+
+@api("POST")
+def session_pause(request: HttpRequest, session_id: int) -> dict[str, Any]:
+    session = get_session(session_id)
+    with transitions():
+        session.pause()
+    return session.to_dict()
+
+
+@api("POST")
+def session_resume(request: HttpRequest, session_id: int) -> dict[str, Any]:
+    session = get_session(session_id)
+    with transitions():
+        session.resume()
+    return session.to_dict()
+
+
+@api("GET")
+def session_transcript(request: HttpRequest, session_id: int) -> HttpResponse:
+    session = get_session(session_id)
+    fmt = request.GET.get("format", "txt")
+    if fmt not in FORMATS:
+        raise ApiError(400, f"Unknown transcript format '{fmt}'; use one of {', '.join(FORMATS)}.")
+    response = HttpResponse(render(list(session.segments.all()), fmt), content_type=CONTENT_TYPES[fmt])
+    stem = session.media_filename.rsplit(".", 1)[0] or "transcript"
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:60]
+    response["Content-Disposition"] = f'attachment; filename="session-{session.pk}-{safe}.{fmt}"'
+    return response
+
+
+def get_session(session_id: int) -> TranscriptionSession:
+    session = TranscriptionSession.objects.filter(pk=session_id).first()
+    if session is None:
+        raise ApiError(404, f"There is no session with id {session_id}.")
+    return session
+
+
+@contextlib.contextmanager
+def transitions() -> Iterator[None]:
+    """Turn a refused state change into a 409 with its sentence."""
+    try:
+        yield
+    except TransitionError as exc:
+        raise ApiError(409, str(exc)) from None
+
+
+def parse(model: type[NewSession], data: dict[str, Any]) -> NewSession:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ApiError(400, f"Field '{field}': {first['msg']}.") from None
