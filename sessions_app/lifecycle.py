@@ -16,8 +16,9 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from sessions_app.models import TranscriptionSession
+from sessions_app.models import LISTENER_HEARTBEAT_SECS, Listener, TranscriptionSession
 from sessions_app.runner import SessionWorker
+from sessions_app.webrtc import SERVER_ID, hub
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class SessionsRuntime:
     def __init__(self) -> None:
         self.worker: SessionWorker | None = None
         self.task: asyncio.Task[None] | None = None
+        self.listeners_task: asyncio.Task[None] | None = None
 
     @property
     def embedded(self) -> bool:
@@ -37,11 +39,19 @@ class SessionsRuntime:
         )
         if stopped:
             log.info("stopped sessions left running by a previous process: %s", stopped)
+        if self.embedded:  # no other web process: every listener row is a previous process's
+            await database_sync_to_async(Listener.objects.all().delete)()
+        self.listeners_task = asyncio.create_task(self._keep_listeners(), name="listener-heartbeat")
         if self.embedded:
             self.worker = SessionWorker(worker_id=None)
             self.task = asyncio.create_task(self.worker.serve(), name="embedded-worker")
         else:
             self.task = asyncio.create_task(self._sweep(), name="orphan-sweeper")
+
+    async def _keep_listeners(self) -> None:
+        while True:
+            await database_sync_to_async(Listener.keep_alive)(SERVER_ID)
+            await asyncio.sleep(LISTENER_HEARTBEAT_SECS)
 
     async def _sweep(self) -> None:
         while True:
@@ -49,12 +59,14 @@ class SessionsRuntime:
             await database_sync_to_async(TranscriptionSession.sweep_orphans)()
 
     async def stop(self) -> None:
+        await hub.close_all()
         if self.worker is not None:
             await self.worker.shutdown("The server shut down.")
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        for task in (self.task, self.listeners_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 runtime = SessionsRuntime()

@@ -106,7 +106,7 @@ class TranscriptionSession(models.Model):
 
     @property
     def client_count(self) -> int:
-        return self.listeners.count()
+        return Listener.live().filter(session=self).count()
 
     # --- the state machine ----------------------------------------------------------------------
 
@@ -278,7 +278,11 @@ class TranscriptSegment(models.Model):
 
 
 class Listener(models.Model):
-    """A WebSocket connected to a session, in whichever web process holds it."""
+    """A WebSocket connected to a session, in whichever web process holds it.
+
+    Each web process refreshes `seen_at` on its listeners; rows of a process that died
+    without saying goodbye stop counting once they are older than LISTENER_STALE_SECS.
+    """
 
     session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="listeners")
     channel_name = models.CharField(max_length=255, unique=True)
@@ -288,3 +292,18 @@ class Listener(models.Model):
 
     def __str__(self) -> str:
         return f"listener of session {self.session_id} on {self.server_id}"
+
+    @classmethod
+    def live(cls) -> models.QuerySet[Listener]:
+        return cls.objects.filter(seen_at__gte=timezone.now() - timedelta(seconds=LISTENER_STALE_SECS))
+
+    @classmethod
+    def keep_alive(cls, server_id: str) -> None:
+        """This process's listeners are still here; rows no process refreshes any more go."""
+        now = timezone.now()
+        cls.objects.filter(server_id=server_id).update(seen_at=now)
+        cls.objects.filter(seen_at__lt=now - timedelta(seconds=LISTENER_STALE_SECS)).delete()
+
+
+LISTENER_HEARTBEAT_SECS = 10.0
+LISTENER_STALE_SECS = 3 * LISTENER_HEARTBEAT_SECS

@@ -212,7 +212,7 @@ class SessionRun:
             )
 
     async def send_status(self) -> None:
-        clients = await database_sync_to_async(self.session.listeners.count)()
+        clients = await database_sync_to_async(lambda: self.session.client_count)()
         status = events.status(self.session, self.session.position(), clients, self.lag_secs)
         status["skipped_secs"] = round(self.skipped_secs, 1)
         await events.publish_async(self.id, status)

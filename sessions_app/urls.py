@@ -5,6 +5,8 @@ from django.urls import path
 from sessions_app import views
 
 urlpatterns = [
+    path("api/config", views.config, name="config"),
+    path("api/health", views.health, name="health"),
     path("api/sessions", views.session_list, name="session-list"),
     path("api/sessions/<int:session_id>", views.session_detail, name="session-detail"),
     path("api/sessions/<int:session_id>/pause", views.session_pause, name="session-pause"),

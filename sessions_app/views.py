@@ -1,22 +1,60 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from asgiref.sync import async_to_sync
+import psutil
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from media_app.audio import ACCEPTED_EXTENSIONS
 from media_app.models import MediaFile
-from models_app.policy import DEFAULT_PRESET
+from models_app.policy import DEFAULT_PRESET, PRESETS
 from models_app.registry import ModelError, preset_config, registry
 from models_app.transcript import CONTENT_TYPES, FORMATS, render
 from sessions_app import events
-from sessions_app.models import LIVE, TranscriptionSession, TransitionError
+from sessions_app.models import LIVE, Listener, TranscriptionSession, TransitionError
+from sessions_app.webrtc import SERVER_ID, hub
 from transcriber_site.lib.http import ApiError, api, json_body
+
+
+@api("GET")
+def config(request: HttpRequest) -> dict[str, Any]:
+    """What a browser needs before it joins: ICE servers, where the WebSocket is, limits."""
+    return {
+        "iceServers": settings.ICE_SERVERS,
+        "wsHost": settings.WS_HOST or None,
+        "maxUploadMb": settings.MAX_UPLOAD_SIZE_MB,
+        "acceptedExtensions": sorted(ACCEPTED_EXTENSIONS),
+        "presets": list(PRESETS),
+        "defaultPreset": DEFAULT_PRESET,
+    }
+
+
+async def health(request: HttpRequest) -> HttpResponse:
+    """This process's runtime: peers, audio sources, tasks and memory (for operators and leak checks).
+
+    Async, so that it sees the event loop's tasks (the peers' and audio sources' live there).
+    """
+    if request.method != "GET":
+        return JsonResponse({"error": f"{request.method} is not allowed here; use GET."}, status=405)
+    listeners = await sync_to_async(Listener.objects.filter(server_id=SERVER_ID).count)()
+    live = await sync_to_async(TranscriptionSession.objects.filter(state__in=LIVE).count)()
+    return JsonResponse(
+        {
+            "server": SERVER_ID,
+            **hub.stats(),
+            "listeners": listeners,
+            "tasks": len(asyncio.all_tasks()),
+            "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
+            "live_sessions": live,
+        }
+    )
 
 
 class NewSession(BaseModel):

@@ -9,9 +9,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "transcriber_site.settings")
 django_http = get_asgi_application()  # sets Django up before anything imports models
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from media_app.uploads import too_large_message, upload_limit_bytes  # noqa: E402
+from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 from transcriber_site.lib.asgi import BodySizeLimit  # noqa: E402
 from transcriber_site.startup import ServerLifecycle  # noqa: E402
 
@@ -22,6 +23,9 @@ application = ServerLifecycle(
     ProtocolTypeRouter(
         {
             "http": BodySizeLimit(django_http, _BODY_LIMIT, too_large_message()),
+            # Listeners are anonymous and a session's socket only carries what anyone may see,
+            # so no origin check: pages served from WS_HOST's sibling hosts may connect.
+            "websocket": URLRouter(websocket_urlpatterns),
         }
     )
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import signal
@@ -9,7 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -237,3 +241,120 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def api_call(base_url: str, path: str, body: dict[str, Any] | None = None, method: str | None = None) -> Any:
+    """JSON in, JSON out, against a LiveServer; raises urllib's HTTPError on 4xx/5xx."""
+    request = urllib.request.Request(
+        base_url + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+        method=method or ("POST" if body is not None else "GET"),
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+class AudioListener:
+    """A listener as a browser is one: the session's WebSocket and a receive-only aiortc peer.
+
+    `messages` keeps every message but the offer; `audio` keeps each decoded frame as
+    (arrival time.time(), pts at 48 kHz, mono float samples at 48 kHz).
+    """
+
+    def __init__(self, base_url: str, session_id: int | None) -> None:
+        path = f"/ws/{session_id}" if session_id is not None else "/ws"
+        self.url = base_url.replace("http://", "ws://") + path
+        self.messages: list[dict[str, Any]] = []
+        self.audio: list[tuple[float, int, np.ndarray]] = []
+        self.ready_sent_at: float | None = None
+        self.pc: Any = None
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.track_ended = asyncio.Event()
+        self._arrived = asyncio.Condition()
+
+    async def __aenter__(self) -> AudioListener:
+        import websockets
+
+        self.ws = await websockets.connect(self.url, max_size=None)
+        self._tasks.append(asyncio.create_task(self._read()))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+        await self.ws.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            message = json.loads(raw)
+            if message["type"] == "offer":
+                await self._answer(message["sdp"])
+            else:
+                self.messages.append(message)
+                await self._inbox.put(message)
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        await self.ws.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def next(self, kind: str | None = None, within: float = 10.0) -> dict[str, Any]:
+        """The next message (of type `kind`), waiting at most `within` seconds."""
+        async with asyncio.timeout(within):
+            while True:
+                message = await self._inbox.get()
+                if kind is None or message["type"] == kind:
+                    return message
+
+    async def start_audio(self) -> None:
+        from aiortc import RTCPeerConnection
+
+        self.pc = RTCPeerConnection()
+
+        @self.pc.on("track")
+        def _track(track: Any) -> None:
+            self._tasks.append(asyncio.create_task(self._pull(track)))
+
+        self.ready_sent_at = time.time()
+        await self.send({"type": "ready"})
+
+    async def _answer(self, sdp: str) -> None:
+        from aiortc import RTCSessionDescription
+
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+
+    async def _pull(self, track: Any) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                self.track_ended.set()
+                return
+            samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0].astype(np.float32) / 32768
+            self.audio.append((time.time(), int(frame.pts), samples))
+            async with self._arrived:
+                self._arrived.notify_all()
+
+    async def audio_for(self, seconds: float, within: float = 15.0) -> None:
+        """Wait until `seconds` of audio have arrived."""
+        async with asyncio.timeout(within), self._arrived:
+            await self._arrived.wait_for(lambda: sum(len(s) for _, _, s in self.audio) >= seconds * 48000)
+
+    def heard(self, since: float, until: float) -> np.ndarray:
+        """The samples (48 kHz) that arrived between two times."""
+        chunks = [s for at, _, s in self.audio if since <= at < until]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+    def finals(self) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == "subtitle" and m["is_final"]]

@@ -1,0 +1,213 @@
+"""The WebSocket of a listener: `/ws/<session_id>` (or `/ws` and a join message).
+
+On join: session_info, every final subtitle so far, then the session's live events.
+`ready` asks for the audio: the server makes a peer, offers, and the browser answers.
+Wrong input gets an {"type": "error", "message": ...} and the socket stays usable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import candidate_from_sdp
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from sessions_app import events
+from sessions_app.models import ENDED, Listener, TranscriptionSession
+from sessions_app.webrtc import SERVER_ID, ListenerTrack, announce_public_ip, hub, peer_connection
+
+log = logging.getLogger(__name__)
+
+MESSAGE_TYPES = ("join", "ready", "answer", "ice-candidate", "ping")
+
+
+class ProtocolError(Exception):
+    """A message the protocol does not allow now; the text goes back as an error message."""
+
+
+class SessionConsumer(AsyncWebsocketConsumer):
+    session_id: int | None = None
+    pc: RTCPeerConnection | None = None
+    track: ListenerTrack | None = None
+    offered = False
+    last_index = -1  # the last final subtitle sent, so that none is sent twice
+
+    async def connect(self) -> None:
+        await self.accept()
+        session_id = self.scope["url_route"]["kwargs"].get("session_id")
+        if session_id is not None:
+            await self.guarded(self.join, {"session_id": session_id})
+
+    async def disconnect(self, code: int) -> None:
+        if self.session_id is not None:
+            await self.channel_layer.group_discard(events.group(self.session_id), self.channel_name)
+            await database_sync_to_async(Listener.objects.filter(channel_name=self.channel_name).delete)()
+        await self.close_peer()
+
+    # --- messages from the browser ------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            message = json.loads(text_data or "")
+        except ValueError:
+            await self.error("Messages must be JSON text.")
+            return
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            await self.error('Messages must be JSON objects with a "type".')
+            return
+        handlers = {
+            "join": self.join,
+            "ready": self.ready,
+            "answer": self.answer,
+            "ice-candidate": self.ice_candidate,
+            "ping": self.ping,
+        }
+        handler = handlers.get(message["type"])
+        if handler is None:
+            await self.error(f"Unknown message type '{message['type']}'; expected one of {', '.join(MESSAGE_TYPES)}.")
+            return
+        await self.guarded(handler, message)
+
+    async def guarded(self, handler: Any, message: dict[str, Any]) -> None:
+        try:
+            await handler(message)
+        except ProtocolError as exc:
+            await self.error(str(exc))
+
+    async def join(self, message: dict[str, Any]) -> None:
+        raw = message.get("session_id")
+        if self.session_id is not None:
+            raise ProtocolError(f"This socket has already joined session {self.session_id}.")
+        if isinstance(raw, bool) or not isinstance(raw, int | str) or not str(raw).isdigit():
+            raise ProtocolError('join needs "session_id", the number of a session.')
+        session_id = int(raw)
+        session = await database_sync_to_async(TranscriptionSession.objects.filter(pk=session_id).first)()
+        if session is None:
+            raise ProtocolError(f"There is no session {session_id}.")
+        if session.state in ENDED:
+            raise ProtocolError(
+                f"Session {session_id} has ended ({session.state}); its transcript is at "
+                f"/api/sessions/{session_id}/transcript."
+            )
+        self.session_id = session_id
+        await self.channel_layer.group_add(events.group(session_id), self.channel_name)
+        await database_sync_to_async(Listener.objects.create)(
+            session=session, channel_name=self.channel_name, server_id=SERVER_ID
+        )
+        info, finals = await database_sync_to_async(self._history)(session)
+        await self.send_json({"type": "session_info", "session": info, "server_time": time.time()})
+        for event in finals:
+            await self.forward_subtitle(event)
+
+    @staticmethod
+    def _history(session: TranscriptionSession) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        session.refresh_from_db()
+        return session.to_dict(), [segment.to_event() for segment in session.segments.all()]
+
+    async def ready(self, message: dict[str, Any]) -> None:
+        if self.session_id is None:
+            raise ProtocolError("Join a session before asking for its audio.")
+        if self.pc is not None:
+            raise ProtocolError("ready was already received: this socket has its audio; answer the offer.")
+        session = await database_sync_to_async(
+            TranscriptionSession.objects.select_related("media").filter(pk=self.session_id).first
+        )()
+        if session is None or session.state in ENDED or session.media is None:
+            raise ProtocolError(f"Session {self.session_id} has ended; there is no audio to send.")
+        self.pc = pc = peer_connection()
+        self.track = hub.listen(session.pk, session.clock(), session.media.path)
+        pc.addTransceiver(self.track, direction="sendonly")
+
+        @pc.on("connectionstatechange")
+        async def _state() -> None:
+            if pc.connectionState == "failed" and self.pc is pc:
+                log.info("session %s: a listener's peer failed", self.session_id)
+                await self.close_peer()
+                await database_sync_to_async(Listener.objects.filter(channel_name=self.channel_name).delete)()
+                await self.error("The audio connection failed; send ready to try again.")
+
+        await pc.setLocalDescription(await pc.createOffer())
+        self.offered = True
+        sdp = announce_public_ip(pc.localDescription.sdp, settings.PUBLIC_IP)
+        await self.send_json({"type": "offer", "sdp": sdp})
+
+    async def answer(self, message: dict[str, Any]) -> None:
+        if self.pc is None or not self.offered:
+            raise ProtocolError("An answer needs an offer first: send ready.")
+        if self.pc.remoteDescription is not None:
+            raise ProtocolError("The offer was already answered.")
+        sdp = message.get("sdp")
+        if not isinstance(sdp, str) or not sdp.strip():
+            raise ProtocolError('answer needs "sdp", the session description of the answer.')
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:  # aiortc raises ValueError and others on a bad description
+            raise ProtocolError(f"The answer's SDP was refused: {exc}") from None
+
+    async def ice_candidate(self, message: dict[str, Any]) -> None:
+        if self.pc is None:
+            raise ProtocolError("ICE candidates need a peer first: send ready.")
+        candidate = message.get("candidate")
+        if candidate is None or (isinstance(candidate, dict) and not candidate.get("candidate")):
+            return  # the end of the browser's candidates
+        if not isinstance(candidate, dict) or not isinstance(candidate.get("candidate"), str):
+            raise ProtocolError(
+                'ice-candidate needs "candidate": {"candidate": "...", "sdpMid": ..., "sdpMLineIndex": ...}.'
+            )
+        try:
+            parsed = candidate_from_sdp(candidate["candidate"].removeprefix("candidate:"))
+            parsed.sdpMid = candidate.get("sdpMid")
+            parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+            await self.pc.addIceCandidate(parsed)
+        except Exception as exc:
+            raise ProtocolError(f"The ICE candidate was refused: {exc}") from None
+
+    async def ping(self, message: dict[str, Any]) -> None:
+        await self.send_json({"type": "pong", "t": message.get("t"), "server_time": time.time()})
+
+    # --- events of the session's group ------------------------------------------------------------
+
+    async def session_subtitle(self, event: dict[str, Any]) -> None:
+        await self.forward_subtitle(event)
+
+    async def forward_subtitle(self, event: dict[str, Any]) -> None:
+        index = event.get("index")
+        if index is not None:
+            if index <= self.last_index:
+                return  # sent with the history already
+            self.last_index = index
+        await self.send_json({**event, "type": "subtitle"})
+
+    async def session_status(self, event: dict[str, Any]) -> None:
+        await self.send_json({**event, "type": "status", "server_time": time.time()})
+
+    async def session_clock(self, event: dict[str, Any]) -> None:
+        hub.follow(event["session_id"], event)
+        await self.send_json({**event, "type": "clock", "server_time": time.time()})
+
+    async def session_end(self, event: dict[str, Any]) -> None:
+        await self.send_json({**event, "type": "end"})
+        await self.close_peer()
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    async def send_json(self, data: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(data))
+
+    async def error(self, message: str) -> None:
+        await self.send_json({"type": "error", "message": message})
+
+    async def close_peer(self) -> None:
+        pc, track = self.pc, self.track
+        self.pc, self.track, self.offered = None, None, False
+        if track is not None:
+            await hub.release(track)
+        if pc is not None:
+            await pc.close()
+            hub.peers.discard(pc)

@@ -1,0 +1,201 @@
+"""Listening over the real WebSocket with a real aiortc peer: audio, subtitles, late joiners."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from media_app.audio import read_audio
+from sessions_app.tests.conftest import DEMO
+from transcriber_site.testing import AudioListener, LiveServer, api_call, write_audio
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("listening")
+    media_dir = root / "media"
+    media_dir.mkdir()
+    demo = read_audio(DEMO)
+    write_audio(media_dir / "demo.flac", demo, channels=1)
+    write_audio(media_dir / "short.flac", demo[: int(16000 * 3.3)], channels=1)
+    with LiveServer(root, env={"MEDIA_DIR": str(media_dir)}) as live:
+        live.media = {m["filename"]: m for m in api_call(live.url, "/api/media")}
+        yield live
+
+
+def new_session(server: Any, name: str = "demo.flac") -> dict:
+    return api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": server.media[name]["id"]})
+
+
+def position(clock: dict, at: float) -> float:
+    until = clock["paused_at"] if clock["paused_at"] is not None else at
+    return min(max(until - clock["started_at"] - clock["paused_secs"], 0.0), clock["duration_secs"])
+
+
+async def clock_of(listener: AudioListener) -> dict:
+    """The session's clock once it runs (from the clock events every listener gets)."""
+    for message in listener.messages:
+        if message["type"] == "clock" and message["state"] == "running":
+            return message
+    while True:
+        message = await listener.next("clock", within=15)
+        if message["state"] == "running":
+            return message
+
+
+def best_match(heard_16k: np.ndarray, recording: np.ndarray, around: float, search: float = 1.5) -> tuple[float, float]:
+    """(position in s, normalised correlation) where `heard_16k` best matches the recording near `around`."""
+    lo = max(int((around - search) * 16000), 0)
+    hi = min(int((around + search) * 16000) + len(heard_16k), len(recording))
+    window = recording[lo:hi]
+    scores = np.correlate(window, heard_16k, mode="valid")
+    energy = np.sqrt(np.convolve(window**2, np.ones(len(heard_16k)), mode="valid") * np.sum(heard_16k**2))
+    normalised = scores / np.maximum(energy, 1e-9)
+    best = int(np.argmax(normalised))
+    return (lo + best) / 16000, float(normalised[best])
+
+
+def test_the_audio_heard_is_the_recording_at_the_sessions_position(server):
+    session = new_session(server)
+    recording = read_audio(DEMO)
+
+    async def listen():
+        async with AudioListener(server.url, session["id"]) as listener:
+            await listener.start_audio()
+            clock = await clock_of(listener)
+            await listener.audio_for(4.0)
+            return listener, clock
+
+    listener, clock = asyncio.run(listen())
+    # one second of what arrived after the first two seconds, and where the clock stood then
+    arrivals = [at for at, _, _ in listener.audio]
+    start = arrivals[0] + 2.0
+    heard = listener.heard(start, start + 1.0)[::3]  # 48 -> 16 kHz (the content is below 8 kHz)
+    expected = position(clock, start)
+    found, correlation = best_match(heard, recording, expected)
+
+    assert correlation > 0.8, correlation
+    assert abs(found - expected) < 0.3, (found, expected)
+
+
+def test_a_pause_is_heard_as_silence_and_resume_brings_the_sound_back(server):
+    session = new_session(server)
+
+    async def listen():
+        async with AudioListener(server.url, session["id"]) as listener:
+            await listener.start_audio()
+            await clock_of(listener)
+            await listener.audio_for(1.5)
+            api_call(server.url, f"/api/sessions/{session['id']}/pause", {})
+            paused = await listener.next("clock")
+            await listener.audio_for(1.5 + 2.0)
+            api_call(server.url, f"/api/sessions/{session['id']}/resume", {})
+            resumed = await listener.next("clock")
+            await listener.audio_for(1.5 + 2.0 + 2.0)
+            return listener, paused, resumed
+
+    listener, paused, resumed = asyncio.run(listen())
+    rms = lambda x: float(np.sqrt(np.mean(x**2))) if len(x) else 0.0  # noqa: E731
+    before = listener.heard(paused["server_time"] - 1.0, paused["server_time"])
+    during = listener.heard(paused["server_time"] + 0.3, resumed["server_time"])
+    after = listener.heard(resumed["server_time"] + 0.3, resumed["server_time"] + 1.8)
+
+    assert paused["state"] == "paused" and resumed["state"] == "running"
+    assert rms(before) > 0.02
+    assert rms(during) < 0.002
+    assert rms(after) > 0.02
+
+
+def test_the_audio_track_ends_with_the_session(server):
+    session = new_session(server, "short.flac")
+
+    async def listen():
+        async with AudioListener(server.url, session["id"]) as listener:
+            await listener.start_audio()
+            end = await listener.next("end", within=20)
+            await asyncio.wait_for(listener.track_ended.wait(), 5)
+            return end
+
+    end = asyncio.run(listen())
+
+    assert end["state"] == "completed"
+
+
+def test_subtitles_carry_the_spoken_words_and_a_late_joiner_gets_the_earlier_finals_first(server):
+    session = new_session(server)
+
+    async def listen():
+        async with AudioListener(server.url, session["id"]) as first:
+            await first.next("session_info")
+            while len(first.finals()) < 4:
+                await first.next("subtitle", within=20)
+            async with AudioListener(server.url, session["id"]) as late:
+                info = await late.next()
+                history = []
+                while len(history) < len(first.finals()):
+                    history.append(await late.next())
+                await first.next("end", within=30)
+                await late.next("end", within=30)
+                return first, late, info, history
+
+    first, late, info, history = asyncio.run(listen())
+
+    words = " ".join(m["text"] for m in first.finals()).lower()
+    assert "welcome" in words and "transcription" in words and "session" in words
+    assert info["type"] == "session_info" and info["session"]["id"] == session["id"]
+    assert [m["type"] for m in history] == ["subtitle"] * len(history)
+    assert [m["index"] for m in history] == list(range(len(history)))
+    assert [m["index"] for m in late.finals()] == [m["index"] for m in first.finals()]  # all, once each, in order
+    assert [m["text"] for m in late.finals()] == [m["text"] for m in first.finals()]
+
+
+def test_client_count_counts_listeners_and_drops_when_one_leaves(server):
+    session = new_session(server)
+
+    async def listen():
+        async with AudioListener(server.url, session["id"]) as a:
+            await a.next("session_info")
+            async with AudioListener(server.url, session["id"]) as b:
+                await b.next("session_info")
+                two = await a.next("status", within=5)
+                while two["client_count"] != 2:
+                    two = await a.next("status", within=5)
+            one = await a.next("status", within=5)
+            while one["client_count"] != 1:
+                one = await a.next("status", within=5)
+            return two, one
+
+    two, one = asyncio.run(listen())
+
+    assert two["client_count"] == 2
+    assert one["client_count"] == 1
+    assert api_call(server.url, f"/api/sessions/{session['id']}")["client_count"] == 0
+    api_call(server.url, f"/api/sessions/{session['id']}", method="DELETE")
+
+
+def test_joins_and_leaves_leave_nothing_behind(server):
+    session = new_session(server)
+    baseline = api_call(server.url, "/api/health")
+
+    async def churn():
+        for _ in range(25):
+            async with AudioListener(server.url, session["id"]) as listener:
+                await listener.start_audio()
+                await listener.audio_for(0.1)
+
+    asyncio.run(churn())
+    api_call(server.url, f"/api/sessions/{session['id']}", method="DELETE")
+    deadline = time.monotonic() + 10
+    after = api_call(server.url, "/api/health")
+    while (after["peers"], after["audio_sources"], after["listeners"]) != (0, 0, 0) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = api_call(server.url, "/api/health")
+
+    assert (after["peers"], after["audio_sources"], after["audio_listeners"], after["listeners"]) == (0, 0, 0, 0)
+    assert after["tasks"] <= baseline["tasks"] + 2
