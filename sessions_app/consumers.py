@@ -198,7 +198,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
     # --- helpers ---------------------------------------------------------------------------------------
 
     async def send_json(self, data: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(data))
+        try:
+            await self.send(text_data=json.dumps(data))
+        except OSError:
+            # The browser has gone (uvicorn raises ClientDisconnected, an OSError). Letting it
+            # escape would end this consumer before its disconnect() cleans up; that comes next.
+            log.debug("session %s: a message to a closed socket was dropped", self.session_id)
 
     async def error(self, message: str) -> None:
         await self.send_json({"type": "error", "message": message})
