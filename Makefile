@@ -11,7 +11,7 @@ TEST_PACKAGES := redis-server chromium espeak-ng
 
 run: install  ## install everything, then serve http://127.0.0.1:$(PORT) (SQLite, in-process worker, bundled Whisper)
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+	$(PY) manage.py serve --port $(PORT)
 
 test: install-dev system-packages  ## install everything, then lint, type-check and run the whole suite
 	$(VENV)/bin/ruff check .

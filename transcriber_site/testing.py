@@ -19,6 +19,7 @@ import av
 import numpy as np
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+DEMO_PATH = BASE_DIR / "media" / "demo.wav"  # 12.8 s of espeak-ng speech, committed
 
 # (container format, codec, sample rate) for each extension the tests write
 FORMATS: dict[str, tuple[str, str, int]] = {
