@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from faster_whisper import decode_audio
 from models_app.policy import normalise
 from models_app.registry import registry
 from models_app.streaming import TranscriptionChunk, Word
+from transcriber_site.testing import word_error_rate
 
 TEXTS = [
     "Welcome to the live transcription server. Upload a recording, start a session, and invite your colleagues. "
@@ -59,21 +59,6 @@ TEXTS = [
 CHUNK_SECS = 0.1
 SUSTAINED_P95 = 2.5  # seconds: finals this late at the 95th percentile still count as live
 SR = 16000
-
-
-def words_of(text: str) -> list[str]:
-    return [w for w in (normalise(t) for t in re.split(r"[\s\-]+", text)) if w]
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = words_of(reference), words_of(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        new = [i]
-        for j, h in enumerate(hyp, 1):
-            new.append(min(row[j] + 1, new[j - 1] + 1, row[j - 1] + (r != h)))
-        row = new
-    return row[-1] / max(len(ref), 1)
 
 
 def synthesise(directory: Path) -> list[tuple[str, np.ndarray]]:
@@ -150,14 +135,14 @@ def bench_quality(clips: list[tuple[str, np.ndarray]], presets: list[str]) -> No
     offline = []
     for text, audio in clips:
         segments, _ = model.transcribe(audio, language="en", beam_size=1, condition_on_previous_text=True)
-        offline.append(wer(text, " ".join(s.text for s in segments)))
+        offline.append(word_error_rate(text, " ".join(s.text for s in segments)))
     offline_wer = float(np.mean(offline))
     print(f"offline, one pass per clip (greedy):  WER {offline_wer:6.1%}")
     for preset in presets:
         streamed = []
         cpu0 = time.process_time()
         for text, audio in clips:
-            streamed.append(wer(text, replay(preset, audio, realtime=False).text))
+            streamed.append(word_error_rate(text, replay(preset, audio, realtime=False).text))
         cpu = time.process_time() - cpu0
         audio_secs = sum(len(a) for _, a in clips) / SR
         mean = float(np.mean(streamed))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -84,6 +85,24 @@ def _encode(container: av.container.OutputContainer, stream: av.AudioStream, sam
             container.mux(packet)
     for packet in stream.encode(None):
         container.mux(packet)
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word edits (substitutions, insertions, deletions) per reference word; case, punctuation
+    and hyphens do not count."""
+    from models_app.policy import normalise
+
+    def words(text: str) -> list[str]:
+        return [w for w in (normalise(t) for t in re.split(r"[\s\-]+", text)) if w]
+
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        new = [i]
+        for j, h in enumerate(hyp, 1):
+            new.append(min(row[j] + 1, new[j - 1] + 1, row[j - 1] + (r != h)))
+        row = new
+    return row[-1] / max(len(ref), 1)
 
 
 def espeak_available() -> bool:

@@ -8,18 +8,7 @@ import pytest
 from models_app.policy import normalise
 from models_app.registry import registry
 from models_app.tests.conftest import DEMO_TEXT, Run, push_all
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref = [normalise(w) for w in reference.split() if normalise(w)]
-    hyp = [normalise(w) for w in hypothesis.split() if normalise(w)]
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        new = [i]
-        for j, h in enumerate(hyp, 1):
-            new.append(min(row[j] + 1, new[j - 1] + 1, row[j - 1] + (r != h)))
-        row = new
-    return row[-1] / len(ref)
+from transcriber_site.testing import word_error_rate
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +20,7 @@ def test_the_transcript_contains_the_spoken_words(balanced):
     words = {normalise(w) for w in balanced.text.split()}
 
     assert {"welcome", "live", "transcription", "server", "recording", "session", "colleagues", "audio"} <= words
-    assert wer(DEMO_TEXT, balanced.text) < 0.3, balanced.text
+    assert word_error_rate(DEMO_TEXT, balanced.text) < 0.3, balanced.text
 
 
 def test_finals_are_never_duplicated_and_follow_each_other(balanced):
