@@ -251,7 +251,22 @@ class StreamingPolicy(StreamingTranscriber):
         edges = np.concatenate([[0.0], np.cumsum(weights) / weights.sum()]) * (len(frames) - 1)
         times = np.interp(edges, np.arange(len(frames)), frames)
         times[-1] = min(times[-1] + FRAME_SECS, self.now)  # the last word ends with its last frame
-        return [Word(w.text, float(times[i]), float(times[i + 1]), w.probability) for i, w in enumerate(words)]
+        # a word that straddles a pause belongs to the stretch of speech that holds most of it
+        breaks = np.flatnonzero(np.diff(frames) > 1.5 * FRAME_SECS)
+        runs = list(
+            zip(
+                frames[np.concatenate([[0], breaks + 1])],
+                frames[np.concatenate([breaks, [len(frames) - 1]])] + FRAME_SECS,
+                strict=True,
+            )
+        )
+        placed: list[Word] = []
+        for i, word in enumerate(words):
+            start, end = float(times[i]), float(times[i + 1])
+            run_start, run_end = max(runs, key=lambda run: min(end, run[1]) - max(start, run[0]))
+            start = max(start, float(run_start), placed[-1].end if placed else 0.0)
+            placed.append(Word(word.text, start, max(min(end, float(run_end)), start), word.probability))
+        return placed
 
     def _heard(self, words: list[Word]) -> list[Word]:
         """Words where the VAD heard speech, their edges pulled in to it; the others dropped.

@@ -178,3 +178,19 @@ def test_loops_are_cut_where_the_repetition_starts(words, kept):
     hypothesis = [Word(f" {w}", i, i + 0.5) for i, w in enumerate(words.split())]
 
     assert " ".join(w.text.strip() for w in without_loops(hypothesis)) == kept
+
+
+def test_untimed_words_do_not_straddle_a_pause(demo_audio):
+    first = demo_audio[int(16000 * 0.0) : int(16000 * 1.3)]  # "Welcome to the"
+    second = demo_audio[int(16000 * 1.3) : int(16000 * 2.9)]  # "live transcription server"
+    gap = np.zeros(int(16000 * 0.4), np.float32)  # shorter than the pause that would end the utterance
+    audio = np.concatenate([first, gap, second, np.zeros(16000, np.float32)])
+    names = [" welcome", " to", " the", " live", " transcription", " server"]
+    engine = Scripted(lambda n, secs: [(w, 0, 0) for w in names], timed=False)
+
+    run = push_all(stream_over(engine), audio)
+
+    words = [w for s in run.finals for w in s.words]
+    assert [w.text for w in words] == names
+    silent_from, silent_to = 1.3 + 0.1, 1.7 - 0.1  # inside the gap, beyond the VAD's padding
+    assert not any(w.start < silent_from and w.end > silent_to for w in words)
