@@ -7,6 +7,7 @@ Wrong input gets an {"type": "error", "message": ...} and the socket stays usabl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from sessions_app.webrtc import SERVER_ID, ListenerTrack, announce_public_ip, hu
 log = logging.getLogger(__name__)
 
 MESSAGE_TYPES = ("join", "ready", "answer", "ice-candidate", "ping")
+END_LINGER_SECS = 2.0  # after the end, the peer stays this long: the last audio is still on its way
 
 
 class ProtocolError(Exception):
@@ -37,6 +39,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     track: ListenerTrack | None = None
     offered = False
     last_index = -1  # the last final subtitle sent, so that none is sent twice
+    linger: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         await self.accept()
@@ -45,6 +48,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.guarded(self.join, {"session_id": session_id})
 
     async def disconnect(self, code: int) -> None:
+        if self.linger is not None:
+            self.linger.cancel()
         if self.session_id is not None:
             await self.channel_layer.group_discard(events.group(self.session_id), self.channel_name)
             await database_sync_to_async(Listener.objects.filter(channel_name=self.channel_name).delete)()
@@ -103,7 +108,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         info, finals = await database_sync_to_async(self._history)(session)
         await self.send_json({"type": "session_info", "session": info, "server_time": time.time()})
         for event in finals:
-            await self.forward_subtitle(event)
+            await self.forward_subtitle({**event, "replay": True})  # said before this listener came
 
     @staticmethod
     def _history(session: TranscriptionSession) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -193,6 +198,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def session_end(self, event: dict[str, Any]) -> None:
         await self.send_json({**event, "type": "end"})
+        if self.pc is not None and self.linger is None:
+            self.linger = asyncio.create_task(self._close_peer_later(), name=f"linger-{self.channel_name}")
+
+    async def _close_peer_later(self) -> None:
+        await asyncio.sleep(END_LINGER_SECS)
         await self.close_peer()
 
     # --- helpers ---------------------------------------------------------------------------------------

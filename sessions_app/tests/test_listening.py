@@ -39,13 +39,20 @@ def position(clock: dict, at: float) -> float:
 
 
 async def clock_of(listener: AudioListener) -> dict:
-    """The session's clock once it runs (from the clock events every listener gets)."""
-    for message in listener.messages:
-        if message["type"] == "clock" and message["state"] == "running":
-            return message
+    """The session's clock once it runs: from session_info if it ran already when the listener
+    joined, else from the clock event every listener gets when it starts."""
+    info = next((m for m in listener.messages if m["type"] == "session_info"), None)
+    info = info or await listener.next("session_info")
+    if info["session"]["clock"]["state"] == "running":
+        return info["session"]["clock"]
+    return await clock_event(listener, "running")
+
+
+async def clock_event(listener: AudioListener, state: str) -> dict:
+    """The next clock event that brings the session to `state`."""
     while True:
         message = await listener.next("clock", within=15)
-        if message["state"] == "running":
+        if message["state"] == state:
             return message
 
 
@@ -93,10 +100,10 @@ def test_a_pause_is_heard_as_silence_and_resume_brings_the_sound_back(server):
             await clock_of(listener)
             await listener.audio_for(1.5)
             api_call(server.url, f"/api/sessions/{session['id']}/pause", {})
-            paused = await listener.next("clock")
+            paused = await clock_event(listener, "paused")
             await listener.audio_for(1.5 + 2.0)
             api_call(server.url, f"/api/sessions/{session['id']}/resume", {})
-            resumed = await listener.next("clock")
+            resumed = await clock_event(listener, "running")
             await listener.audio_for(1.5 + 2.0 + 2.0)
             return listener, paused, resumed
 
@@ -150,6 +157,8 @@ def test_subtitles_carry_the_spoken_words_and_a_late_joiner_gets_the_earlier_fin
     assert "welcome" in words and "transcription" in words and "session" in words
     assert info["type"] == "session_info" and info["session"]["id"] == session["id"]
     assert [m["type"] for m in history] == ["subtitle"] * len(history)
+    assert all(m["replay"] for m in history)
+    assert not any(m.get("replay") for m in first.finals())
     assert [m["index"] for m in history] == list(range(len(history)))
     assert [m["index"] for m in late.finals()] == [m["index"] for m in first.finals()]  # all, once each, in order
     assert [m["text"] for m in late.finals()] == [m["text"] for m in first.finals()]
@@ -175,7 +184,10 @@ def test_client_count_counts_listeners_and_drops_when_one_leaves(server):
 
     assert two["client_count"] == 2
     assert one["client_count"] == 1
-    assert api_call(server.url, f"/api/sessions/{session['id']}")["client_count"] == 0
+    deadline = time.monotonic() + 5  # the server handles the last socket's close after the client returns
+    while api_call(server.url, f"/api/sessions/{session['id']}")["client_count"] != 0:
+        assert time.monotonic() < deadline, "the last listener was still counted 5 s after it left"
+        time.sleep(0.1)
     api_call(server.url, f"/api/sessions/{session['id']}", method="DELETE")
 
 
