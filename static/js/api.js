@@ -1,0 +1,83 @@
+// The REST API: every call resolves with the JSON body or throws an ApiError carrying
+// the server's own sentence ({"error": "..."}), which the page shows as it is.
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+const UNREACHABLE = "The server cannot be reached; check the connection and try again.";
+
+async function request(method, path, body) {
+  const options = { method, headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch {
+    throw new ApiError(0, UNREACHABLE);
+  }
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, errorSentence(response.status, data));
+  return data;
+}
+
+function errorSentence(status, data) {
+  return (data && data.error) || `The server answered with status ${status} and no explanation.`;
+}
+
+export const api = {
+  config: () => request("GET", "/api/config"),
+  models: () => request("GET", "/api/models"),
+  media: () => request("GET", "/api/media"),
+  deleteMedia: (id) => request("DELETE", `/api/media/${id}`),
+  sessions: () => request("GET", "/api/sessions"),
+  session: (id) => request("GET", `/api/sessions/${id}`),
+  createSession: (fields) => request("POST", "/api/sessions", fields),
+  stopSession: (id) => request("DELETE", `/api/sessions/${id}`),
+  pauseSession: (id) => request("POST", `/api/sessions/${id}/pause`),
+  resumeSession: (id) => request("POST", `/api/sessions/${id}/resume`),
+  transcript: (id) => request("GET", transcriptUrl(id, "json")),
+};
+
+export function transcriptUrl(id, format) {
+  return `/api/sessions/${id}/transcript?format=${format}`;
+}
+
+// An upload with progress (fetch cannot report upload progress; XMLHttpRequest can).
+// onProgress({loaded, total, bytesPerSecond}) while the body is sent; resolves with the new media.
+export function uploadMedia(file, onProgress) {
+  const xhr = new XMLHttpRequest();
+  const promise = new Promise((resolve, reject) => {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const startedAt = performance.now();
+    xhr.upload.addEventListener("progress", (event) => {
+      const seconds = (performance.now() - startedAt) / 1000;
+      const total = event.lengthComputable ? event.total : file.size;
+      onProgress({ loaded: event.loaded, total, bytesPerSecond: seconds > 0 ? event.loaded / seconds : 0 });
+    });
+    xhr.addEventListener("load", () => {
+      let data = null;
+      try {
+        data = JSON.parse(xhr.responseText);
+      } catch {
+        // not JSON: the sentence below says what happened
+      }
+      if (xhr.status === 201) resolve(data);
+      else reject(new ApiError(xhr.status, errorSentence(xhr.status, data)));
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(0, "The upload failed: the connection to the server was lost.")));
+    xhr.addEventListener("abort", () => reject(new ApiError(0, "The upload was cancelled.")));
+    xhr.open("POST", "/api/media/upload");
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.send(form);
+  });
+  return { promise, abort: () => xhr.abort() };
+}

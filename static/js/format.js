@@ -1,0 +1,43 @@
+// Small formatting helpers shared by the components.
+
+export function duration(secs) {
+  if (secs == null || !Number.isFinite(secs)) return "–";
+  const total = Math.max(0, Math.floor(secs));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+export function bytes(n) {
+  if (n == null) return "–";
+  const units = ["B", "KB", "MB", "GB"];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(unit === 0 || value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+
+export function rate(bytesPerSecond) {
+  return `${bytes(bytesPerSecond)}/s`;
+}
+
+export const STATE_LABELS = {
+  starting: "Starting",
+  running: "Live",
+  paused: "Paused",
+  completed: "Completed",
+  stopped: "Stopped",
+  error: "Error",
+};
+
+export const LIVE_STATES = new Set(["starting", "running", "paused"]);
+
+// Show one message in a notice element (role=alert/status in the template), or hide it.
+export function notice(element, message) {
+  element.textContent = message || "";
+  element.hidden = !message;
+}

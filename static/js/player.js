@@ -1,0 +1,366 @@
+// The player: joins a session over the WebSocket, takes its audio over WebRTC, shows the
+// subtitles in time with that audio, and keeps all of it going across reconnects.
+// A session that has already ended shows its transcript from the REST API instead.
+
+import { api, transcriptUrl } from "./api.js";
+import { SessionClock } from "./clock.js";
+import { Connection } from "./connection.js";
+import { LIVE_STATES, STATE_LABELS, duration, notice } from "./format.js";
+import { AudioLink } from "./rtc.js";
+import { Subtitles } from "./subtitles.js";
+
+const TICK_MS = 100;
+const STATS_MS = 1000;
+const AUDIO_RETRY_SECS = [1, 2, 4, 8, 15];
+const DEFAULT_JITTER_BUFFER_SECS = 0.06; // until the receiver has measured its own
+
+export class Player {
+  constructor(config, { onLeave } = {}) {
+    this.config = config;
+    this.onLeave = onLeave;
+    this.section = document.getElementById("player");
+    this.title = document.getElementById("player-title");
+    this.sub = document.getElementById("player-sub");
+    this.stateBadge = document.getElementById("player-state");
+    this.connection = document.getElementById("player-connection");
+    this.error = document.getElementById("player-error");
+    this.notice = document.getElementById("player-notice");
+    this.progress = document.getElementById("player-progress");
+    this.time = document.getElementById("player-time");
+    this.audioElement = document.getElementById("player-audio");
+    this.playButton = document.getElementById("player-play");
+    this.muteButton = document.getElementById("player-mute");
+    this.volume = document.getElementById("player-volume");
+    this.pauseButton = document.getElementById("player-pause");
+    this.resumeButton = document.getElementById("player-resume");
+    this.stopButton = document.getElementById("player-stop");
+    this.downloads = [...this.section.querySelectorAll("a[data-format]")];
+
+    this.clock = new SessionClock();
+    this.subtitles = new Subtitles(() => this.playout());
+    this.audio = new AudioLink(this.audioElement, config.iceServers, (message) => this.socket?.send(message));
+    this.audio.addEventListener("track", () => this.play());
+    this.audio.addEventListener("statechange", () => this.onAudioState());
+    this.socket = null;
+    this.session = null;
+    this.joined = false; // this socket has its session_info (the server accepted the join)
+    this.joinedOnce = false; // some socket had: closes from now on are reconnects
+    this.delaySecs = null; // network + jitter buffer: how far the listener's ear is behind the server
+    this.ticker = null;
+    this.statsTimer = null;
+    this.audioRetry = { attempt: 0, timer: null };
+
+    this.playButton.addEventListener("click", () => (this.audioElement.paused ? this.play() : this.audioElement.pause()));
+    this.audioElement.addEventListener("play", () => (this.playButton.textContent = "Pause audio"));
+    this.audioElement.addEventListener("pause", () => (this.playButton.textContent = "Play audio"));
+    this.muteButton.addEventListener("click", () => {
+      this.audioElement.muted = !this.audioElement.muted;
+      this.muteButton.setAttribute("aria-pressed", String(this.audioElement.muted));
+    });
+    this.volume.addEventListener("input", () => (this.audioElement.volume = Number(this.volume.value)));
+    this.pauseButton.addEventListener("click", () => this.operate(api.pauseSession));
+    this.resumeButton.addEventListener("click", () => this.operate(api.resumeSession));
+    this.stopButton.addEventListener("click", () => this.operate(api.stopSession));
+    document.getElementById("player-leave").addEventListener("click", () => this.leave());
+  }
+
+  get sessionId() {
+    return this.session?.id ?? null;
+  }
+
+  // --- joining and leaving ---------------------------------------------------------------------
+
+  async join(id) {
+    if (this.sessionId === id && this.socket) {
+      this.section.scrollIntoView({ block: "start" });
+      this.title.focus(); // already listening: nothing to restart
+      return;
+    }
+    this.stop();
+    this.session = { id };
+    this.joined = this.joinedOnce = false;
+    this.section.hidden = false;
+    notice(this.error, "");
+    notice(this.notice, "");
+    this.title.textContent = `Session ${id}`;
+    this.sub.textContent = "";
+    this.subtitles.clear();
+    this.clock.reset();
+    this.setIndicator("connecting", "Connecting…");
+    for (const link of this.downloads) link.href = transcriptUrl(id, link.dataset.format);
+    history.replaceState(null, "", `${location.pathname}?session=${id}${location.hash}`);
+    this.section.scrollIntoView({ block: "start" });
+    this.title.focus();
+    this.ticker = setInterval(() => this.tick(), TICK_MS);
+
+    let session;
+    try {
+      session = await api.session(id);
+    } catch (error) {
+      if (this.sessionId === id) this.fail(error.message);
+      return;
+    }
+    if (this.sessionId !== id) return; // left, or joined another meanwhile
+    this.showSession(session);
+    if (LIVE_STATES.has(session.state)) this.connect(id);
+    else await this.showTranscript(session);
+  }
+
+  leave() {
+    this.stop();
+    this.session = null;
+    this.section.hidden = true;
+    history.replaceState(null, "", `${location.pathname}${location.hash}`);
+    this.onLeave?.();
+  }
+
+  stop() {
+    clearInterval(this.ticker);
+    clearInterval(this.statsTimer);
+    clearTimeout(this.audioRetry.timer);
+    this.ticker = this.statsTimer = null;
+    this.socket?.close();
+    this.socket = null;
+    this.audio.close();
+    this.audioElement.srcObject = null;
+    this.delaySecs = null;
+  }
+
+  connect(id) {
+    const socket = new Connection(webSocketUrl(this.config.wsHost, id));
+    this.socket = socket;
+    socket.addEventListener("state", (event) => this.onSocketState(event.detail));
+    socket.addEventListener("message", (event) => this.onMessage(event.detail));
+    socket.open();
+    this.statsTimer = setInterval(() => this.readStats(), STATS_MS);
+  }
+
+  async showTranscript(session) {
+    this.setIndicator("ended", "Ended");
+    this.clock.setClock(session.clock);
+    try {
+      this.subtitles.load(await api.transcript(session.id));
+    } catch (error) {
+      notice(this.error, error.message);
+    }
+  }
+
+  fail(message) {
+    this.stop();
+    notice(this.error, message);
+    this.setIndicator("ended", "Not connected");
+  }
+
+  // --- the socket ------------------------------------------------------------------------------
+
+  onSocketState({ state, retryInSecs }) {
+    if (state === "connecting") this.setIndicator("connecting", this.joinedOnce ? "Reconnecting…" : "Connecting…");
+    if (state === "open") this.setIndicator("connecting", "Joining…");
+    if (state === "waiting") {
+      this.joined = false;
+      this.audio.close();
+      this.subtitles.clearPartial();
+      this.setIndicator("waiting", `Connection lost; reconnecting in ${retryInSecs.toFixed(1)} s…`);
+    }
+  }
+
+  onMessage(message) {
+    switch (message.type) {
+      case "session_info":
+        return this.onSessionInfo(message);
+      case "subtitle":
+        // finals the server replays on join were said before this page listened: no delay sample
+        return this.subtitles.add(message, { history: Boolean(message.replay) });
+      case "status":
+        return this.onStatus(message);
+      case "clock":
+        this.clock.setClock(message);
+        return this.showSession({ ...this.session, state: message.state, clock: message });
+      case "offer":
+        return this.audio.answer(message.sdp).catch((error) => notice(this.error, `The audio could not start: ${error.message}`));
+      case "pong":
+        return this.clock.onPong(message.t, message.server_time);
+      case "end":
+        return this.onEnd(message);
+      case "error":
+        return this.onServerError(message.message);
+      default:
+        return undefined; // a newer server's message this page does not know yet
+    }
+  }
+
+  onSessionInfo({ session, server_time: serverTime }) {
+    this.joined = true;
+    this.joinedOnce = true;
+    this.socket.resetBackoff();
+    notice(this.error, "");
+    this.clock.setClock(session.clock);
+    this.clock.guessOffset(serverTime);
+    this.showSession(session);
+    this.requestAudio();
+    this.updateIndicator();
+  }
+
+  onStatus(status) {
+    const fields = ["state", "progress_secs", "duration_secs", "client_count", "degraded"];
+    const update = Object.fromEntries(fields.filter((f) => status[f] !== undefined).map((f) => [f, status[f]]));
+    this.showSession({ ...this.session, ...update });
+    const behind = status.lag_secs >= 1 ? ` The transcription is ${status.lag_secs.toFixed(1)} s behind the audio.` : "";
+    const skipped = status.skipped_secs > 0 ? ` ${status.skipped_secs.toFixed(1)} s of audio were skipped to catch up.` : "";
+    notice(this.notice, status.degraded ? `The server is falling behind on this session.${behind}${skipped}` : "");
+  }
+
+  onEnd({ state, reason }) {
+    this.joined = false; // the audio plays out what it has; tick() closes it at the end
+    this.showSession({ ...this.session, state });
+    notice(this.notice, reason || "");
+    this.socket?.close();
+    this.socket = null;
+    clearInterval(this.statsTimer);
+    clearTimeout(this.audioRetry.timer);
+    this.setIndicator("ended", "Ended");
+  }
+
+  onServerError(message) {
+    notice(this.error, message);
+    if (!this.joined) {
+      // joining was refused (no such session, or it ended meanwhile): no point retrying
+      this.socket?.close();
+      this.socket = null;
+      clearInterval(this.statsTimer);
+      this.setIndicator("ended", "Not connected");
+      if (this.session?.id) this.refreshEnded(this.session.id);
+    }
+  }
+
+  async refreshEnded(id) {
+    try {
+      const session = await api.session(id);
+      if (this.sessionId !== id || LIVE_STATES.has(session.state)) return;
+      this.showSession(session);
+      await this.showTranscript(session);
+    } catch {
+      // the sentence the server sent is already shown
+    }
+  }
+
+  // --- audio -----------------------------------------------------------------------------------
+
+  requestAudio() {
+    clearTimeout(this.audioRetry.timer);
+    if (!this.joined || !LIVE_STATES.has(this.session?.state)) return;
+    this.audio.close();
+    this.socket?.send({ type: "ready" });
+  }
+
+  onAudioState() {
+    const state = this.audio.state;
+    if (state === "connected") {
+      this.audioRetry.attempt = 0;
+      notice(this.error, "");
+    }
+    if (state === "failed" && this.joined) {
+      // ask for a fresh offer, a little later each time
+      const delay = AUDIO_RETRY_SECS[Math.min(this.audioRetry.attempt, AUDIO_RETRY_SECS.length - 1)];
+      this.audioRetry.attempt += 1;
+      this.audio.close();
+      clearTimeout(this.audioRetry.timer);
+      this.audioRetry.timer = setTimeout(() => this.requestAudio(), delay * 1000);
+    }
+    this.updateIndicator();
+  }
+
+  play() {
+    this.audioElement.play().then(
+      () => notice(this.notice, ""),
+      () => notice(this.notice, "The browser did not start the audio by itself: press Play audio to hear it."),
+    );
+  }
+
+  async readStats() {
+    let stats;
+    try {
+      stats = await this.audio.stats();
+    } catch {
+      return; // the peer closed while its stats were read
+    }
+    const network = stats?.networkSecs ?? (this.clock.rttMs != null ? this.clock.rttMs / 2000 : 0);
+    const buffer = stats?.jitterBufferSecs ?? DEFAULT_JITTER_BUFFER_SECS;
+    const delay = network + buffer;
+    // smoothed: one second's jitter buffer mean moves by a few milliseconds
+    this.delaySecs = this.delaySecs === null ? delay : this.delaySecs * 0.7 + delay * 0.3;
+  }
+
+  // --- time ------------------------------------------------------------------------------------
+
+  // The recording position the listener hears now, or null while the clock is unknown.
+  playout() {
+    if (!this.clock.known) return null;
+    const fallback = (this.clock.rttMs ?? 0) / 2000 + DEFAULT_JITTER_BUFFER_SECS;
+    return this.clock.playout(this.delaySecs ?? fallback);
+  }
+
+  tick() {
+    this.subtitles.tick();
+    const total = this.clock.duration || this.session?.duration_secs || 0;
+    const position = this.playout() ?? this.session?.progress_secs ?? 0;
+    this.progress.max = total || 1;
+    this.progress.value = Math.min(position, total);
+    this.time.textContent = `${duration(position)} / ${duration(total)}`;
+    if (this.clock.ended && position >= (this.clock.clock.ended_position_secs ?? total)) {
+      this.subtitles.flush();
+      this.audio.close();
+    }
+  }
+
+  // --- the session's state and the operator's buttons ------------------------------------------
+
+  showSession(session) {
+    this.session = { ...this.session, ...session };
+    const s = this.session;
+    if (s.media_filename) this.title.textContent = s.media_filename;
+    const language = s.target_language ? `${s.language} → ${s.target_language}` : s.language;
+    const listeners = s.client_count != null ? `${s.client_count} listening` : "";
+    this.sub.textContent = [`Session ${s.id}`, s.model_name, language, s.preset?.replace(/_/g, " "), listeners]
+      .filter(Boolean)
+      .join(" · ");
+    this.stateBadge.textContent = STATE_LABELS[s.state] ?? s.state ?? "";
+    this.stateBadge.dataset.state = s.state ?? "";
+    const live = LIVE_STATES.has(s.state);
+    this.pauseButton.hidden = s.state === "paused";
+    this.pauseButton.disabled = s.state !== "running";
+    this.resumeButton.hidden = s.state !== "paused";
+    this.stopButton.disabled = !live;
+    this.playButton.disabled = this.muteButton.disabled = this.volume.disabled = !live;
+  }
+
+  async operate(call) {
+    notice(this.error, "");
+    try {
+      this.showSession(await call(this.sessionId));
+    } catch (error) {
+      notice(this.error, error.message);
+    }
+  }
+
+  // --- the connection indicator ----------------------------------------------------------------
+
+  updateIndicator() {
+    if (!this.joined) return;
+    const audio = this.audio.state;
+    if (audio === "connected") this.setIndicator("live", "Connected: audio and subtitles");
+    else if (audio === "closed" || audio === "failed") this.setIndicator("partial", "Connected: subtitles only, audio reconnecting…");
+    else this.setIndicator("partial", "Connected: audio connecting…");
+  }
+
+  setIndicator(state, text) {
+    this.connection.dataset.state = state;
+    this.connection.querySelector(".connection-text").textContent = text;
+  }
+}
+
+function webSocketUrl(wsHost, id) {
+  if (wsHost && /^wss?:\/\//.test(wsHost)) return `${wsHost.replace(/\/$/, "")}/ws/${id}`;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${wsHost || location.host}/ws/${id}`;
+}

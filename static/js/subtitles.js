@@ -1,0 +1,192 @@
+// Subtitles in time with the audio: the live partial line and the final transcript below it.
+//
+// Every subtitle waits in a queue (in arrival order) until the listener's playout position
+// reaches its start, then shows; with no playout estimate it shows at once. Finals are kept
+// once per index (a reconnect replays them). Each live final adds a speech-to-screen sample:
+// the playout position when it appeared minus its end, i.e. how long after the listener heard
+// the phrase end its final text appeared; the page shows the median of the last minute.
+
+import { duration } from "./format.js";
+
+const WINDOW_MS = 60_000;
+const STICK_PX = 32; // this close to the bottom counts as "at the bottom": keep scrolling
+
+export class Subtitles {
+  constructor(playout) {
+    this.playout = playout; // () => seconds, or null when unknown
+    this.partial = document.getElementById("subtitle-partial");
+    this.finals = document.getElementById("subtitle-finals");
+    this.scroller = document.getElementById("subtitle-scroller");
+    this.jump = document.getElementById("subtitle-jump");
+    this.delay = document.getElementById("player-delay");
+    this.stick = true;
+    this.scroller.addEventListener("scroll", () => {
+      this.stick = this.atBottom();
+      if (this.stick) this.jump.hidden = true;
+    });
+    this.jump.addEventListener("click", () => {
+      this.stick = true;
+      this.scrollToEnd();
+      this.jump.hidden = true;
+    });
+    this.clear();
+  }
+
+  clear() {
+    this.queue = [];
+    this.seen = new Set();
+    this.samples = [];
+    this.partial.textContent = "";
+    this.finals.replaceChildren();
+    this.jump.hidden = true;
+    this.stick = true;
+    this.showDelay();
+  }
+
+  // A subtitle message; history: a final the server replays on join (no delay sample).
+  add(event, { history = false } = {}) {
+    if (event.is_final) {
+      const key = event.index ?? `${event.start}:${event.text}`;
+      if (this.seen.has(key)) return;
+      this.seen.add(key);
+      this.queue.push({ ...event, history });
+    } else {
+      this.dropQueuedPartial();
+      this.queue.push(event);
+    }
+    this.tick();
+  }
+
+  // A finished session's transcript (from the REST API): all of it, at once.
+  load(segments) {
+    this.clear();
+    segments.forEach((segment, index) => this.showFinal({ ...segment, index, history: true }));
+  }
+
+  // The live partial line goes (the connection was lost; the server sends a fresh one).
+  clearPartial() {
+    this.dropQueuedPartial();
+    this.partial.textContent = "";
+  }
+
+  dropQueuedPartial() {
+    const last = this.queue[this.queue.length - 1];
+    if (last && !last.is_final) this.queue.pop();
+  }
+
+  // Show what the playout has reached; called often by the player.
+  tick() {
+    const position = this.playout();
+    while (this.queue.length) {
+      const next = this.queue[0];
+      const due = position === null || (!next.is_final && !next.text) || next.start <= position;
+      if (!due) break;
+      this.queue.shift();
+      if (next.is_final) this.showFinal(next, position);
+      else this.showPartial(next);
+    }
+    this.showDelay();
+  }
+
+  // Everything still waiting, at once (the session ended and its audio is done).
+  flush() {
+    while (this.queue.length) {
+      const next = this.queue.shift();
+      if (next.is_final) this.showFinal(next, null);
+      else this.showPartial(next);
+    }
+  }
+
+  showPartial(event) {
+    this.partial.textContent = event.text;
+    this.partial.dataset.start = event.start;
+    setSpeaker(this.partial, event.speaker);
+  }
+
+  // A final joins the current line, or starts a new one after a sentence end, a pause or
+  // another speaker; each final stays its own span (data-index) inside its line.
+  showFinal(event, position = null) {
+    const text = event.text.trim();
+    let line = this.finals.lastElementChild;
+    if (!line || !continues(line, event)) {
+      line = document.createElement("li");
+      line.dataset.speakerId = event.speaker ?? "";
+      setSpeaker(line, event.speaker);
+      const time = document.createElement("span");
+      time.className = "timestamp";
+      time.textContent = duration(event.start);
+      line.append(time);
+      if (event.speaker != null) {
+        const speaker = document.createElement("span");
+        speaker.className = "speaker";
+        speaker.textContent = `Speaker ${event.speaker + 1}`;
+        line.append(speaker);
+      }
+      const body = document.createElement("span");
+      body.className = "text";
+      line.append(body);
+      this.finals.append(line);
+    }
+    const body = line.querySelector(".text");
+    const segment = document.createElement("span");
+    segment.className = "segment";
+    if (event.index != null) segment.dataset.index = event.index;
+    segment.dataset.start = event.start;
+    segment.dataset.end = event.end;
+    segment.textContent = body.childElementCount ? ` ${text}` : text;
+    body.append(segment);
+    line.dataset.end = event.end;
+    if (!event.history && position !== null) this.samples.push({ at: performance.now(), secs: position - event.end });
+    if (this.stick) this.scrollToEnd();
+    else this.jump.hidden = false;
+  }
+
+  // The median speech-to-screen delay of the finals shown in the last minute.
+  get medianDelay() {
+    const since = performance.now() - WINDOW_MS;
+    this.samples = this.samples.filter((sample) => sample.at >= since);
+    if (!this.samples.length) return null;
+    const sorted = this.samples.map((sample) => sample.secs).sort((a, b) => a - b);
+    const middle = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  }
+
+  showDelay() {
+    const median = this.medianDelay;
+    const text =
+      median === null
+        ? "Speech-to-screen delay: –"
+        : `Speech-to-screen delay: ${median.toFixed(2)} s (median of ${this.samples.length} in the last minute)`;
+    if (this.delay.textContent !== text) this.delay.textContent = text;
+    if (median !== null) this.delay.dataset.seconds = median.toFixed(3);
+    else delete this.delay.dataset.seconds;
+  }
+
+  atBottom() {
+    const s = this.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight <= STICK_PX;
+  }
+
+  scrollToEnd() {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+}
+
+const LINE_GAP_SECS = 1.5;
+const LINE_MAX_CHARS = 240;
+
+function continues(line, event) {
+  const text = line.querySelector(".text").textContent;
+  const sameSpeaker = line.dataset.speakerId === String(event.speaker ?? "");
+  return (
+    sameSpeaker &&
+    !/[.?!…]["»”]?$/.test(text) &&
+    event.start - Number(line.dataset.end) < LINE_GAP_SECS &&
+    text.length + event.text.length < LINE_MAX_CHARS
+  );
+}
+
+function setSpeaker(element, speaker) {
+  if (speaker == null) delete element.dataset.speaker;
+  else element.dataset.speaker = String(speaker % 8);
+}
