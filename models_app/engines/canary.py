@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models_app.engines.base import ModelFilesError, PassRequest, PassResult
-from models_app.engines.onnx import LANGUAGES, WORD_START, NemoEngine, batched, check_signature, static_dim
+from models_app.engines.base import ModelFilesError, PassRequest
+from models_app.engines.onnx import LANGUAGES, WORD_START, NemoEngine, check_signature, static_dim
 from models_app.streaming import SAMPLE_RATE, Word
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class CanaryEngine(NemoEngine):
     SETTING = "CANARY_MODEL_PATH"
     REPO = "istupakov/canary-1b-v2-onnx"
     FILES = {"encoder": "encoder-model", "decoder": "decoder-model"}
+    TIMED = False
 
     @staticmethod
     def translation_targets(source: str) -> list[str]:
@@ -115,19 +116,14 @@ class CanaryEngine(NemoEngine):
 
     # --- the verbs ---------------------------------------------------------------------------------
 
-    def transcribe(self, requests: list[PassRequest]) -> list[PassResult]:
-        results: list[list[Word]] = [[] for _ in requests]
-        for chunk in batched(self.windows_of([r.audio for r in requests]), self.max_batch):
-            embeddings, masks = self.encode([audio for _, _, audio in chunk])
-            for (index, _, audio), embedding, mask in zip(chunk, embeddings, masks, strict=True):
-                request = requests[index]
-                prompt = self.prompt(request.language or "en", request.target_language)
-                valid = int(mask.sum())
-                tokens = self.decode(
-                    embedding[None, :valid], mask[None, :valid], prompt, self.limit(len(audio), prompt)
-                )
-                results[index] += self.words(tokens)
-        return [PassResult(words, timed=False) for words in results]
+    def window_words(
+        self, encoded: tuple[np.ndarray, ...], request: PassRequest, offset: float, audio: np.ndarray
+    ) -> list[Word]:
+        embedding, mask = encoded
+        prompt = self.prompt(request.language or "en", request.target_language)
+        valid = int(mask.sum())
+        tokens = self.decode(embedding[None, :valid], mask[None, :valid], prompt, self.limit(len(audio), prompt))
+        return self.words(tokens)  # untimed: the policy places them
 
     def encode(self, audios: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Encoder embeddings [B, T', D] and mask [B, T'] (1 on valid frames) for a batch of buffers."""

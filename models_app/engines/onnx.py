@@ -11,6 +11,7 @@ engine once per process, so every stream of a model shares those sessions.
 
 from __future__ import annotations
 
+import abc
 import functools
 import json
 import logging
@@ -21,9 +22,9 @@ from typing import Any, ClassVar, Self, TypeVar
 import numpy as np
 import onnxruntime as ort
 
-from models_app.engines.base import Engine, ModelFilesError
+from models_app.engines.base import Engine, ModelFilesError, PassRequest, PassResult
 from models_app.engines.features import HOP, log_mel
-from models_app.streaming import SAMPLE_RATE
+from models_app.streaming import SAMPLE_RATE, Word
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,7 @@ class NemoEngine(Engine):
     SETTING: ClassVar[str]  # the setting that holds the directory
     REPO: ClassVar[str]  # the published repository on the Hugging Face hub
     FILES: ClassVar[dict[str, str]]  # role -> file stem; the encoder's fp32 weights lie in a .onnx.data file
+    TIMED: ClassVar[bool] = True  # whether the decoder gives word times
     max_batch = 8
 
     @classmethod
@@ -299,6 +301,26 @@ class NemoEngine(Engine):
         providers = providers or ["CPUExecutionProvider"]
         self.sessions = {role: open_session(self.files[role], providers, options) for role in self.FILES}
         self.provider = self.sessions["encoder"].get_providers()[0]
+
+    def transcribe(self, requests: list[PassRequest]) -> list[PassResult]:
+        """Each request's audio, in windows; the encoder runs once per batch of windows, the
+        decoder once per window (`window_words`)."""
+        results: list[list[Word]] = [[] for _ in requests]
+        for chunk in batched(self.windows_of([r.audio for r in requests]), self.max_batch):
+            encoded = self.encode([audio for _, _, audio in chunk])
+            for (index, start, audio), item in zip(chunk, zip(*encoded, strict=True), strict=True):
+                results[index] += self.window_words(item, requests[index], start / SAMPLE_RATE, audio)
+        return [PassResult(words, timed=self.TIMED) for words in results]
+
+    @abc.abstractmethod
+    def encode(self, audios: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """The encoder's outputs for a batch of buffers, each with the batch first."""
+
+    @abc.abstractmethod
+    def window_words(
+        self, encoded: tuple[np.ndarray, ...], request: PassRequest, offset: float, audio: np.ndarray
+    ) -> list[Word]:
+        """The words of one window from its slice of the encoder's outputs; times from `offset`."""
 
     def hint(self) -> str:
         return f"Download the published files again with `python manage.py download_model {self.MODEL_ID}`."

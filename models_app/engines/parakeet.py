@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models_app.engines.base import ModelFilesError, PassRequest, PassResult
-from models_app.engines.onnx import NemoEngine, batched, check_signature, static_dim
-from models_app.streaming import SAMPLE_RATE, Word
+from models_app.engines.base import ModelFilesError, PassRequest
+from models_app.engines.onnx import NemoEngine, check_signature, static_dim
+from models_app.streaming import Word
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +95,11 @@ class ParakeetEngine(NemoEngine):
 
     # --- the verbs ---------------------------------------------------------------------------------
 
-    def transcribe(self, requests: list[PassRequest]) -> list[PassResult]:
-        results: list[list[Word]] = [[] for _ in requests]
-        for chunk in batched(self.windows_of([r.audio for r in requests]), self.max_batch):
-            encoded, lengths = self.encode([audio for _, _, audio in chunk])
-            for (index, start, _), frames, length in zip(chunk, encoded, lengths, strict=True):
-                tokens = self.decode(np.ascontiguousarray(frames[:, :length].T))
-                results[index] += self.words(tokens, offset=start / SAMPLE_RATE)
-        return [PassResult(words) for words in results]
+    def window_words(
+        self, encoded: tuple[np.ndarray, ...], request: PassRequest, offset: float, audio: np.ndarray
+    ) -> list[Word]:
+        frames, length = encoded
+        return self.words(self.decode(np.ascontiguousarray(frames[:, :length].T)), offset=offset)
 
     def encode(self, audios: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Encoder frames [B, D, T'] and their counts [B] for a batch of buffers."""
