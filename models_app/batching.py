@@ -4,12 +4,17 @@ Each engine gets `engine.parallel` inference threads (one per model replica the 
 can run at once). A stream submits its pass and waits; while batches run, the passes of
 other streams queue up and go together in the next call. Nobody waits for a batch to
 fill: under light load a pass runs alone at once.
+
+Work has a priority: live passes (`LIVE`) always go before background work such as the
+offline pass over a finished recording (`BACKGROUND`), and the two never share a batch,
+so a long offline chunk never slows a live stream's call down.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
-import queue
 import threading
 import time
 from concurrent.futures import Future
@@ -18,6 +23,9 @@ from dataclasses import dataclass
 from models_app.engines.base import Engine, PassRequest, PassResult
 
 log = logging.getLogger(__name__)
+
+LIVE = 0
+BACKGROUND = 10
 
 
 @dataclass
@@ -36,25 +44,35 @@ class BatchRunner:
         self.engine = engine
         self.name = name
         self.stats = BatchStats()
-        self._queue: queue.SimpleQueue[tuple[PassRequest, Future[PassResult]]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        # a heap of (priority, arrival, request, future): the most urgent, then the oldest, first
+        self._waiting: list[tuple[int, int, PassRequest, Future[PassResult]]] = []
+        self._arrivals = itertools.count()
+        self._ready = threading.Condition()
         for i in range(max(engine.parallel, 1)):
             threading.Thread(target=self._loop, name=f"inference-{name}-{i}", daemon=True).start()
 
-    def run(self, request: PassRequest) -> PassResult:
-        """Transcribe one buffer, batched with whatever other streams asked meanwhile."""
+    def run(self, request: PassRequest, priority: int = LIVE) -> PassResult:
+        """Transcribe one buffer, batched with whatever other work of its priority waits meanwhile."""
         future: Future[PassResult] = Future()
-        self._queue.put((request, future))
+        with self._ready:
+            heapq.heappush(self._waiting, (priority, next(self._arrivals), request, future))
+            self._ready.notify()
         return future.result()
+
+    def _next_batch(self) -> list[tuple[PassRequest, Future[PassResult]]]:
+        with self._ready:
+            while not self._waiting:
+                self._ready.wait()
+            priority = self._waiting[0][0]
+            batch: list[tuple[PassRequest, Future[PassResult]]] = []
+            while self._waiting and self._waiting[0][0] == priority and len(batch) < self.engine.max_batch:
+                _, _, request, future = heapq.heappop(self._waiting)
+                batch.append((request, future))
+            return batch
 
     def _loop(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.engine.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._next_batch()
             started = time.perf_counter()
             try:
                 results = self.engine.transcribe([request for request, _ in batch])
@@ -64,7 +82,7 @@ class BatchRunner:
                     future.set_exception(exc)
                 continue
             finally:
-                with self._lock:
+                with self._ready:
                     self.stats.calls += 1
                     self.stats.passes += len(batch)
                     self.stats.busy_secs += time.perf_counter() - started

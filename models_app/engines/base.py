@@ -41,11 +41,14 @@ class PassResult:
     """Words of one pass; times are seconds from the start of the request's audio.
 
     Engines that cannot time words (Canary) return `timed=False`; the policy then places
-    the words over the speech it heard.
+    the words over the speech it heard. Engines that continued from the request's
+    `prefix` return only the words after it, with `continues_prefix=True`; otherwise the
+    words cover the whole buffer, the prefix's words included.
     """
 
     words: list[Word] = field(default_factory=list)
     timed: bool = True
+    continues_prefix: bool = False
 
 
 class Engine(abc.ABC):

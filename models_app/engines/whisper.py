@@ -4,7 +4,8 @@ A pass encodes only the buffer plus one second of silence, not the 30 s window W
 pads to offline: the encoder's cost follows the buffer (about 10x less for a 5 s buffer)
 and the trailing silence tells the decoder the audio has ended. Passes of many streams
 run as one batch. Confirmed words at the start of the buffer are forced as the decoder's
-prefix, so a pass only decodes what is new and never contradicts what is final.
+prefix, so a pass only decodes what is new and never contradicts what is final; a
+pass returns only the words after that prefix.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ class WhisperEngine(Engine):
         )
         encoded = self.model.model.encode(ctranslate2.StorageView.from_array(batch.astype(np.float32)))
         tokenizers = [self.tokenizer(*self.task_for(r.language, r.target_language)) for r in requests]
-        prompts = self._prompts(requests, tokenizers)
+        prompts, prefixes = self._prompts(requests, tokenizers)
         budget = max(int(len(r.audio) / SAMPLE_RATE * 6) + 10 for r in requests)
         results = self.model.model.generate(
             encoded,
@@ -160,14 +161,17 @@ class WhisperEngine(Engine):
             suppress_blank=False,
             suppress_tokens=[-1],
         )
+        # the sequences start with the forced prefix; what follows it is this pass's own text
         texts = [[t for t in r.sequences_ids[0] if t < tok.eot] for r, tok in zip(results, tokenizers, strict=True)]
         frames = [min(len(r.audio) // 160, MAX_FRAMES) for r in requests]
         keep = [
-            bool(tokens) and result.no_speech_prob < NO_SPEECH and not looping(tokenizer.decode(tokens))
-            for tokens, result, tokenizer in zip(texts, results, tokenizers, strict=True)
+            len(tokens) > len(prefix)
+            and result.no_speech_prob < NO_SPEECH
+            and not looping(tokenizer.decode(tokens[len(prefix) :]))
+            for tokens, prefix, result, tokenizer in zip(texts, prefixes, results, tokenizers, strict=True)
         ]
         if not any(keep):
-            return [PassResult() for _ in requests]
+            return [PassResult(continues_prefix=True) for _ in requests]
         # align the whole batch against the encoder output already computed (passing the mel
         # features instead would run the encoder a second time); skipped items align a space
         space = tokenizers[0].encode(" ")
@@ -178,21 +182,26 @@ class WhisperEngine(Engine):
             frames,
         )
         return [
-            PassResult(words=self._words(tokenizer, tokens, alignment)) if ok else PassResult()
-            for tokens, ok, tokenizer, alignment in zip(texts, keep, tokenizers, alignments, strict=True)
+            PassResult(self._words(tokenizer, tokens, len(prefix), alignment) if ok else [], continues_prefix=True)
+            for tokens, prefix, ok, tokenizer, alignment in zip(
+                texts, prefixes, keep, tokenizers, alignments, strict=True
+            )
         ]
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
         audio = audio[-(MAX_FRAMES - 100) * 160 :]  # the policy keeps buffers well under 30 s
         return self.model.feature_extractor(np.concatenate([audio, TAIL_SILENCE]), padding=0)[:, :MAX_FRAMES]
 
-    def _prompts(self, requests: list[PassRequest], tokenizers: list[Tokenizer]) -> list[list[int]]:
+    def _prompts(
+        self, requests: list[PassRequest], tokenizers: list[Tokenizer]
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """The decoder prompt of each request, and the prefix tokens it ends with."""
         contexts = [
             tok.encode(" " + r.context.strip())[-CONTEXT_TOKENS:] if r.context.strip() else []
             for r, tok in zip(requests, tokenizers, strict=True)
         ]
         width = max(len(c) for c in contexts)
-        prompts = []
+        prompts, prefixes = [], []
         for request, tokenizer, context in zip(requests, tokenizers, contexts, strict=True):
             prompt: list[int] = []
             if width:
@@ -200,17 +209,24 @@ class WhisperEngine(Engine):
                 # batch: shorter contexts are padded in front with spaces, which Whisper ignores
                 space = tokenizer.encode(" ")
                 prompt = [tokenizer.sot_prev, *space * (width - len(context)), *context]
-            prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-            if request.prefix.strip():
-                prompt += tokenizer.encode(" " + request.prefix.strip())
-            prompts.append(prompt)
-        return prompts
+            prefix = tokenizer.encode(" " + request.prefix.strip()) if request.prefix.strip() else []
+            prompts.append([*prompt, *tokenizer.sot_sequence, tokenizer.no_timestamps, *prefix])
+            prefixes.append(prefix)
+        return prompts, prefixes
 
     def _words(
-        self, tokenizer: Tokenizer, tokens: list[int], alignment: ctranslate2.models.WhisperAlignmentResult
+        self,
+        tokenizer: Tokenizer,
+        tokens: list[int],
+        prefix_tokens: int,
+        alignment: ctranslate2.models.WhisperAlignmentResult,
     ) -> list[Word]:
-        """Word times from the cross-attention alignment: a word spans from its first token's
-        first aligned step to the next word's."""
+        """The words after the first `prefix_tokens` tokens, timed by the cross-attention
+        alignment: a word spans from its first token's first aligned step to the next word's.
+
+        The alignment runs over the whole sequence (the prefix anchors the rest in time); a
+        word the pass merely extended ("time" + "s.") gives the extension as a word of its own.
+        """
         words, word_tokens = tokenizer.split_to_word_tokens([*tokens, tokenizer.eot])
         steps = np.array([step for _, step in alignment.alignments])
         text_index = np.array([index for index, _ in alignment.alignments])
@@ -221,9 +237,13 @@ class WhisperEngine(Engine):
         probs = np.asarray(alignment.text_token_probs)
         timed = []
         for i, text in enumerate(words[:-1]):  # the last "word" is <|endoftext|>
-            a, b = bounds[i], bounds[i + 1]
+            a, b = int(bounds[i]), int(bounds[i + 1])
+            if b <= prefix_tokens:
+                continue
             if b >= len(first_step):
                 break
+            if a < prefix_tokens:
+                a, text = prefix_tokens, tokenizer.decode(tokens[prefix_tokens:b])
             timed.append(
                 Word(text, float(first_step[a]), float(first_step[b]), float(probs[a:b].mean()) if b > a else None)
             )
