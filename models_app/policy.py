@@ -1,22 +1,32 @@
 """Live subtitles from offline models: the streaming policy shared by every engine.
 
-The stream keeps a rolling buffer of audio and re-transcribes it every `interval_secs`
-of media time while there is unconfirmed speech in it. A word becomes final when
+The promise: the final text is what the same model says about the same audio offline,
+delivered early; no word comes out twice and none is lost. How it is kept:
 
-* two consecutive passes agree on it (LocalAgreement-2), or
-* the speaker paused: `pause_secs` of silence (VAD) after it, or
-* it ended more than `confirm_after_secs` before the newest audio;
-
-final words are never retracted. What is not final yet is the partial. The buffer is
-cut at confirmed sentence ends and after pauses, and never grows past
-`max_buffer_secs`. Silence and music never reach the model (Silero VAD), and words the
-model puts where the VAD heard no speech are dropped, so neither produces text.
+* One `Timeline` per stream owns the audio buffer, the VAD, the committed (final) words
+  and the latest guess, all in exact sample positions.
+* Every `interval_secs` of media time while there is unconfirmed speech, the buffer is
+  transcribed again. Engines that can (Whisper) continue from the committed words as a
+  forced prefix and return only what follows; for the others the pass is aligned to the
+  committed words by text, and only what follows them counts.
+* A word of the guess becomes final when two consecutive passes agree on it and at least
+  `right_context_secs` of audio followed it (LocalAgreement-2), or when a pause of
+  `pause_secs` (VAD) follows it, or once it ended `confirm_after_secs` before the newest
+  audio. Finals are never retracted; the rest is the partial.
+* The buffer keeps earlier speech as context and is cut only between words: at a
+  committed sentence end or pause once it passes `trim_secs`, after the last final word
+  once it passes `max_buffer_secs`, and in the silence after everything is final.
+* Silence and music never reach the model (Silero VAD), words placed where nobody spoke
+  are dropped, and decoder loops are cut before agreement is looked for.
 """
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -30,7 +40,7 @@ from models_app.streaming import (
     TranscriptionSegment,
     Word,
 )
-from models_app.vad import FRAME_SECS, StreamingVad, speech_mask
+from models_app.vad import FRAME, StreamingVad, speech_mask
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +63,7 @@ PRESETS: dict[str, PolicyConfig] = {
         "low_latency",
         interval_secs=0.3,
         pause_secs=0.35,
-        confirm_after_secs=2.0,
+        confirm_after_secs=1.5,
         max_buffer_secs=15.0,
         right_context_secs=0.4,
         trim_secs=8.0,
@@ -63,7 +73,7 @@ PRESETS: dict[str, PolicyConfig] = {
         "balanced",
         interval_secs=0.5,
         pause_secs=0.5,
-        confirm_after_secs=3.0,
+        confirm_after_secs=1.8,
         max_buffer_secs=20.0,
         right_context_secs=0.5,
         trim_secs=10.0,
@@ -73,7 +83,7 @@ PRESETS: dict[str, PolicyConfig] = {
         "accurate",
         interval_secs=1.0,
         pause_secs=0.8,
-        confirm_after_secs=5.0,
+        confirm_after_secs=4.0,
         max_buffer_secs=25.0,
         right_context_secs=1.0,
         trim_secs=14.0,
@@ -83,8 +93,17 @@ PRESETS: dict[str, PolicyConfig] = {
 DEFAULT_PRESET = "balanced"
 
 SENTENCE_END = re.compile(r"[.!?…。！？]['\")\]]*$")
-_CONTEXT_WORDS = 40  # confirmed words kept as the prompt for the next buffer
-_SPEECH_THRESHOLD = 0.5
+CONTEXT_WORDS = 40  # committed words before the buffer kept as the prompt for the next passes
+SPEECH_THRESHOLD = 0.5
+LOOP_SAMPLES_PER_WORD = SAMPLE_RATE * 6 // 100  # a repeated phrase squeezed into less than 60 ms a word is a loop
+CUT_PAUSE = SAMPLE_RATE // 4  # a gap this long after a final word is a clean place to cut the buffer
+REWIND = SAMPLE_RATE // 2  # a new word that ends this long before the committed ones is the pass going back
+KEEP_QUIET = SAMPLE_RATE // 2  # cutting in silence keeps this much of the newest audio (onsets the VAD missed)
+
+
+def samples_of(seconds: float) -> int:
+    """Seconds as a sample count: positions are counted in samples, seconds are for people."""
+    return round(seconds * SAMPLE_RATE)
 
 
 def normalise(text: str) -> str:
@@ -92,26 +111,225 @@ def normalise(text: str) -> str:
     return re.sub(r"[^\w']+", "", text.lower())
 
 
-def join_words(words: list[Word]) -> str:
+@dataclass(frozen=True)
+class Span:
+    """A word on a stream's timeline: its text as the model wrote it, [start, end) in samples."""
+
+    text: str
+    start: int
+    end: int
+    probability: float | None = None
+
+    @property
+    def key(self) -> str:
+        return normalise(self.text)
+
+    @property
+    def middle(self) -> int:
+        return (self.start + self.end) // 2
+
+    def word(self) -> Word:
+        return Word(self.text, self.start / SAMPLE_RATE, self.end / SAMPLE_RATE, self.probability)
+
+
+def join_words(words: list[Span] | list[Word]) -> str:
     """Words as text; each word's text carries its own leading space where it starts a word."""
     return "".join(w.text for w in words).strip()
 
 
-def without_loops(words: list[Word]) -> list[Word]:
-    """The words up to where the hypothesis starts repeating itself (A B A B, or A A A).
+def without_loops(words: list[Span]) -> list[Span]:
+    """The words up to where the hypothesis starts looping.
 
-    Decoders caught in a loop repeat a phrase they just said; two passes may agree on the
-    loop, so it is cut before agreement is looked for. Real speech rarely repeats a phrase
-    of two or more words back to back, or one word three times.
+    A decoder caught in a loop says words with no audio behind them, which the aligner
+    squeezes into a sliver of time: often the text it was given as its prefix, again. So
+    the hypothesis ends where three or more words in a row share less than 60 ms a word,
+    or where a phrase is said again in such a sliver; squeezed words just before that
+    point belong to the loop too. People repeat themselves ("Try again. Fail again.";
+    "Hello? Hello? Hello?"), but each copy is spoken; only a phrase coming a fourth time
+    in a row is taken for a loop whatever its times.
     """
-    keys = [normalise(w.text) for w in words]
-    for end in range(2, len(keys) + 1):
-        for n in range(2, end // 2 + 1):
-            if keys[end - n : end] == keys[end - 2 * n : end - n]:
-                return words[: end - n]
-        if end >= 3 and keys[end - 1] == keys[end - 2] == keys[end - 3]:
-            return words[: end - 1]
+    keys = [w.key for w in words]
+    for end in range(1, len(words) + 1):
+        for n in range(1, end + 1):
+            squeezed = _squeezed(words[end - n : end])
+            if squeezed and n >= 3:
+                return _before_squeezed(words, end - n)
+            if 2 * n > end or keys[end - 2 * n : end - n] != keys[end - n : end]:
+                continue
+            phrase = keys[end - n : end]
+            fourth = end >= 4 * n and keys[end - 4 * n : end - 3 * n] == phrase == keys[end - 3 * n : end - 2 * n]
+            if squeezed or fourth:
+                return _before_squeezed(words, end - n)
     return words
+
+
+def _squeezed(words: list[Span]) -> bool:
+    return words[-1].end - words[0].start < len(words) * LOOP_SAMPLES_PER_WORD
+
+
+def _before_squeezed(words: list[Span], cut: int) -> list[Span]:
+    """words[:cut], less the squeezed words that lead into the loop at `cut`."""
+    while (
+        cut > 0 and _squeezed(words[cut - 1 : cut]) and words[cut - 1].start >= words[cut].start - LOOP_SAMPLES_PER_WORD
+    ):
+        cut -= 1
+    return words[:cut]
+
+
+def placed_over_speech(words: list[Word], runs: list[tuple[int, int]], floor: int) -> list[Span]:
+    """Times for untimed words: spread over the stretches of speech `runs` by their length,
+    each within one stretch (never across a pause), none before sample `floor`."""
+    if not words:
+        return []
+    runs = runs or [(floor, floor)]
+    # the speech as one axis: position p of it lies in the run where the lengths add up to p
+    lengths = np.array([end - start for start, end in runs])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    weights = np.array([max(len(w.text.strip()), 1) for w in words], float)
+    edges = np.round(np.concatenate([[0.0], np.cumsum(weights) / weights.sum()]) * offsets[-1]).astype(int)
+    placed: list[Span] = []
+    for i, word in enumerate(words):
+        a, b = int(edges[i]), int(edges[i + 1])
+        k = int(np.argmax([min(b, offsets[k + 1]) - max(a, offsets[k]) for k in range(len(runs))]))  # most of it
+        run_start, run_end = runs[k]
+        start = max(run_start + max(a - int(offsets[k]), 0), placed[-1].end if placed else floor)
+        end = run_start + min(b - int(offsets[k]), int(lengths[k]))
+        placed.append(Span(word.text, start, max(min(end, run_end), start), word.probability))
+    return placed
+
+
+def heard(words: list[Span], speech_runs: Callable[[int, int], list[tuple[int, int]]]) -> list[Span]:
+    """Words where the VAD heard speech, their edges pulled in to it; the others dropped.
+
+    Models invent words on silence, and aligners stretch a word over the silence beside
+    it: neither may reach the transcript or its times. `speech_runs(a, b)` gives the
+    stretches of speech overlapping samples [a, b).
+    """
+    kept = []
+    for word in words:
+        runs = speech_runs(word.start - FRAME, max(word.end, word.start + 1) + FRAME)
+        if not runs:
+            continue
+        start = max(word.start, runs[0][0])
+        end = min(max(word.end, start), runs[-1][1])
+        kept.append(Span(word.text, start, max(end, start), word.probability))
+    return kept
+
+
+def speech_runs_of(mask: np.ndarray, first_frame: int, a: int, b: int, total: int) -> list[tuple[int, int]]:
+    """The stretches of speech of a frame mask (frame `first_frame` first) that overlap
+    samples [a, b), as [start, end) sample pairs, none past `total`."""
+    first = max(a // FRAME, first_frame)
+    last = min(-(-b // FRAME), first_frame + len(mask))
+    if last <= first:
+        return []
+    part = mask[first - first_frame : last - first_frame].astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], part, [0]])))
+    return [(int((first + s) * FRAME), min(int((first + e) * FRAME), total)) for s, e in edges.reshape(-1, 2)]
+
+
+class Timeline:
+    """One stream's audio, speech and words, in exact sample positions.
+
+        0 ........ start ................ committed_end ................ total
+        | context  | the buffer (audio[0] is sample `start`)                  |
+                   | committed words       | pending words (the latest guess) |
+
+    Invariants (`check()`):
+    * 0 <= start <= total and len(audio) == total - start;
+    * committed words are in order and never overlap, and none is ever changed or taken
+      back; those that ended before `start` have moved to `context` (their text is the
+      prompt for the next passes);
+    * committed_end, the end of the last committed word, never decreases;
+    * pending words are in order and start at or after committed_end;
+    * the VAD covers every whole 512-sample frame from the one holding `start`.
+    """
+
+    def __init__(self) -> None:
+        self.vad = StreamingVad()
+        self.audio = np.zeros(0, np.float32)
+        self.start = 0
+        self.total = 0
+        self.committed: list[Span] = []
+        self.context: list[Span] = []
+        self.committed_end = 0
+        self.pending: list[Span] = []
+        self._probs = np.zeros(0, np.float32)  # VAD speech probability of each frame from `_first_frame`
+        self._first_frame = 0
+        self._mask = np.zeros(0, bool)  # speech frames (padded), from `_first_frame`
+
+    def append(self, samples: np.ndarray) -> None:
+        self.audio = np.concatenate([self.audio, samples])
+        self.total += len(samples)
+        self._probs = np.concatenate([self._probs, self.vad.push(samples)])
+        self._mask = speech_mask(self._probs, SPEECH_THRESHOLD)
+
+    # --- speech ---------------------------------------------------------------------------
+
+    def speech_runs(self, a: int, b: int) -> list[tuple[int, int]]:
+        """The stretches of speech overlapping samples [a, b), as [start, end) sample pairs."""
+        return speech_runs_of(self._mask, self._first_frame, a, b, self.total)
+
+    def speech_between(self, a: int, b: int) -> int:
+        """Samples of speech in [a, b), counted in whole VAD frames."""
+        return sum(end - start for start, end in self.speech_runs(a, b))
+
+    def speech_end(self) -> int:
+        """Where the last speech in the buffer ends (the buffer's start if there is none)."""
+        runs = self.speech_runs(self.start, self.total)
+        return runs[-1][1] if runs else self.start
+
+    def unconfirmed_speech(self) -> int:
+        return self.speech_between(max(self.committed_end, self.start), self.total)
+
+    # --- words ----------------------------------------------------------------------------
+
+    def commit(self, words: list[Span]) -> list[Span]:
+        """Make `words` final, in order after what already is; returns them as committed."""
+        done = []
+        for word in words:
+            start = max(word.start, self.committed_end)
+            span = Span(word.text, start, max(word.end, start), word.probability)
+            self.committed.append(span)
+            self.committed_end = span.end
+            done.append(span)
+        return done
+
+    def guess(self, words: list[Span]) -> None:
+        """The latest pass's words after the committed ones, kept for the next agreement."""
+        self.pending = []
+        for word in words:
+            start = max(word.start, self.committed_end, self.pending[-1].end if self.pending else 0)
+            self.pending.append(Span(word.text, start, max(word.end, start), word.probability))
+
+    def cut(self, at: int) -> None:
+        """Drop the audio before sample `at`; committed words that ended there become context."""
+        at = min(max(at, self.start), self.total)
+        if at <= self.start:
+            return
+        self.audio = self.audio[at - self.start :]
+        self.start = at
+        gone = 0
+        while gone < len(self.committed) and self.committed[gone].end <= at:
+            gone += 1
+        self.context = (self.context + self.committed[:gone])[-CONTEXT_WORDS:]
+        self.committed = self.committed[gone:]
+        frame = at // FRAME
+        if frame > self._first_frame:
+            self._probs = self._probs[frame - self._first_frame :]
+            self._mask = speech_mask(self._probs, SPEECH_THRESHOLD)
+            self._first_frame = frame
+
+    def check(self) -> None:
+        """Assert the invariants of the class docstring (for the tests)."""
+        assert 0 <= self.start <= self.total and len(self.audio) == self.total - self.start
+        words = self.context[-1:] + self.committed
+        assert all(a.end <= b.start and a.start <= a.end for a, b in itertools.pairwise(words))
+        assert not self.committed or self.committed[-1].end == self.committed_end
+        assert all(w.end > self.start for w in self.committed)
+        assert all(w.start >= self.committed_end for w in self.pending)
+        assert self._first_frame <= self.start // FRAME
+        assert self._first_frame + len(self._probs) == self.total // FRAME
 
 
 class StreamingPolicy(StreamingTranscriber):
@@ -136,195 +354,145 @@ class StreamingPolicy(StreamingTranscriber):
     # --- the interface ------------------------------------------------------------------
 
     def reset(self) -> None:
-        self._vad = StreamingVad()
-        self._audio = np.zeros(0, np.float32)
-        self._buffer_start = 0.0  # media time of self._audio[0]
-        self._total = 0  # samples pushed since the start
-        self._probs = np.zeros(0, np.float32)  # VAD of every frame since `_probs_start`
-        self._probs_start = 0  # index of the first frame in `_probs`
-        self._in_buffer: list[Word] = []  # final words whose audio is still in the buffer
-        self._context: list[Word] = []  # final words before the buffer
-        self._confirmed_until = 0.0  # media time where the last final word ends
-        self._previous: list[Word] = []  # unconfirmed words of the previous pass
-        self._last_pass_at = -1e9
+        self.timeline = Timeline()
+        self._last_pass: int | None = None  # sample position of the last pass
         self._partial_shown = ""
-        self._timed = True  # whether the engine's words come with their own times
 
     def push_audio(self, samples: np.ndarray) -> TranscriptionChunk:
-        self._append(np.asarray(samples, np.float32).reshape(-1))
-        if self.now - self._last_pass_at < self.config.interval_secs:
+        timeline = self.timeline
+        timeline.append(np.asarray(samples, np.float32).reshape(-1))
+        if self._last_pass is not None and timeline.total - self._last_pass < samples_of(self.config.interval_secs):
             return TranscriptionChunk()
-        if not self._unconfirmed_speech() and not self._previous:
+        if not timeline.pending and not timeline.unconfirmed_speech():
             chunk = TranscriptionChunk(self._partial_segments([]))
-            self._drop_silence()
+            self._rest()
             return chunk
-        if not self._previous and self._unconfirmed_speech_secs() < self.config.min_speech_secs:
+        if not timeline.pending and timeline.unconfirmed_speech() < samples_of(self.config.min_speech_secs):
             return TranscriptionChunk()  # too little of a new utterance yet: models guess wildly on a syllable
         return self._pass(final=False)
 
     def finalize(self) -> TranscriptionChunk:
-        pending = self._unconfirmed_speech() or self._previous
+        pending = self.timeline.pending or self.timeline.unconfirmed_speech()
         chunk = self._pass(final=True) if pending else TranscriptionChunk(self._partial_segments([]))
         chunk.is_final = True
         return chunk
+
+    @property
+    def now(self) -> float:
+        """Media time of the newest sample, in seconds."""
+        return self.timeline.total / SAMPLE_RATE
 
     # --- knobs a falling-behind worker turns -----------------------------------------------
 
     def set_pace(self, interval_secs: float, partials: bool) -> None:
         self.config = replace(self.config, interval_secs=interval_secs, partials=partials)
 
-    # --- audio and VAD -----------------------------------------------------------------------
-
-    @property
-    def now(self) -> float:
-        """Media time of the newest sample."""
-        return self._total / SAMPLE_RATE
-
-    def _append(self, samples: np.ndarray) -> None:
-        self._audio = np.concatenate([self._audio, samples])
-        self._total += len(samples)
-        self._probs = np.concatenate([self._probs, self._vad.push(samples)])
-
-    def _speech(self, start: float, end: float) -> np.ndarray:
-        """Speech mask of the frames between two media times."""
-        first = max(int(start / FRAME_SECS), self._probs_start)
-        last = min(int(np.ceil(end / FRAME_SECS)), self._probs_start + len(self._probs))
-        if last <= first:
-            return np.zeros(0, bool)
-        return speech_mask(self._probs[first - self._probs_start : last - self._probs_start], _SPEECH_THRESHOLD)
-
-    def _unconfirmed_speech(self) -> bool:
-        return bool(self._speech(max(self._confirmed_until, self._buffer_start), self.now).any())
-
-    def _unconfirmed_speech_secs(self) -> float:
-        return float(self._speech(max(self._confirmed_until, self._buffer_start), self.now).sum()) * FRAME_SECS
-
-    def _speech_end(self) -> float:
-        """Media time where the last speech in the buffer ends (the buffer start if none)."""
-        mask = self._speech(self._buffer_start, self.now)
-        if not mask.any():
-            return self._buffer_start
-        first_frame = max(int(self._buffer_start / FRAME_SECS), self._probs_start)
-        return (first_frame + int(np.flatnonzero(mask)[-1]) + 1) * FRAME_SECS
-
     # --- one pass ------------------------------------------------------------------------------
 
     def _pass(self, final: bool) -> TranscriptionChunk:
-        self._last_pass_at = self.now
+        timeline = self.timeline
+        self._last_pass = timeline.total
         self.passes += 1
         result = self.runner.run(
             PassRequest(
-                audio=self._audio,
+                audio=timeline.audio,
                 language=self.language,
                 target_language=self.target_language,
-                context=join_words(self._context[-_CONTEXT_WORDS:]),
-                prefix=join_words(self._in_buffer) if self.supports_prefix else "",
+                context=join_words(timeline.context),
+                prefix=join_words(timeline.committed) if self.supports_prefix else "",
             )
         )
-        words = self._heard(self._in_media_time(result))
-        candidates = without_loops(self._after_confirmed(words))
-        confirmed = self._confirmable(candidates, final)
-        self._previous = candidates[len(confirmed) :]
-        segments = self._final_segments(confirmed)
-        segments += self._partial_segments(self._previous)
-        self._trim()
+        words = self._on_timeline(result)
+        if not result.continues_prefix:
+            words = self._after_committed(words)
+        words = heard(without_loops(self._going_forward(words)), timeline.speech_runs)
+        settled = len(words) if final else self._settled(words)
+        committed = timeline.commit(words[:settled])
+        timeline.guess(words[settled:])
+        segments = self._final_segments(committed) + self._partial_segments(timeline.pending)
+        self._trim(result.timed)
         return TranscriptionChunk(segments)
 
-    def _in_media_time(self, result: PassResult) -> list[Word]:
-        self._timed = result.timed
+    def _on_timeline(self, result: PassResult) -> list[Span]:
+        """The pass's words in samples of media time (untimed ones placed over the speech)."""
+        timeline = self.timeline
         if not result.timed:
-            return self._placed_over_speech(result.words)
-        offset = self._buffer_start
-        return [
-            Word(w.text, offset + w.start, min(offset + max(w.end, w.start), self.now), w.probability)
-            for w in result.words
-        ]
+            runs = timeline.speech_runs(timeline.start, timeline.total)
+            return placed_over_speech(result.words, runs, timeline.start)
+        spans = []
+        for w in result.words:
+            start = min(timeline.start + samples_of(w.start), timeline.total)
+            end = min(timeline.start + samples_of(max(w.end, w.start)), timeline.total)
+            spans.append(Span(w.text, start, end, w.probability))
+        return spans
 
-    def _placed_over_speech(self, words: list[Word]) -> list[Word]:
-        """Times for untimed words: spread over the buffer's speech by their length."""
-        if not words:
-            return []
-        first = max(int(self._buffer_start / FRAME_SECS), self._probs_start)
-        mask = self._speech(self._buffer_start, self.now)
-        frames = (first + np.flatnonzero(mask)) * FRAME_SECS if mask.any() else np.array([self._buffer_start])
-        weights = np.array([max(len(w.text.strip()), 1) for w in words], float)
-        edges = np.concatenate([[0.0], np.cumsum(weights) / weights.sum()]) * (len(frames) - 1)
-        times = np.interp(edges, np.arange(len(frames)), frames)
-        times[-1] = min(times[-1] + FRAME_SECS, self.now)  # the last word ends with its last frame
-        # a word that straddles a pause belongs to the stretch of speech that holds most of it
-        breaks = np.flatnonzero(np.diff(frames) > 1.5 * FRAME_SECS)
-        runs = list(
-            zip(
-                frames[np.concatenate([[0], breaks + 1])],
-                frames[np.concatenate([breaks, [len(frames) - 1]])] + FRAME_SECS,
-                strict=True,
-            )
-        )
-        placed: list[Word] = []
-        for i, word in enumerate(words):
-            start, end = float(times[i]), float(times[i + 1])
-            run_start, run_end = max(runs, key=lambda run: min(end, run[1]) - max(start, run[0]))
-            start = max(start, float(run_start), placed[-1].end if placed else 0.0)
-            placed.append(Word(word.text, start, max(min(end, float(run_end)), start), word.probability))
-        return placed
+    def _after_committed(self, words: list[Span]) -> list[Span]:
+        """The part of a whole-buffer pass that follows the committed words.
 
-    def _heard(self, words: list[Word]) -> list[Word]:
-        """Words where the VAD heard speech, their edges pulled in to it; the others dropped.
-
-        Models invent words on silence, and aligners stretch the first word over the
-        silence before it: neither may reach the transcript or its timestamps.
+        The pass is aligned to the committed words by their text; what follows the last one
+        it matched is new. A pass that changed its mind about the last committed words
+        still gives them again, so words that lie before the committed end are dropped too.
         """
-        heard = []
-        for word in words:
-            first = max(int(word.start / FRAME_SECS), self._probs_start)
-            mask = self._speech(first * FRAME_SECS, word.end + FRAME_SECS)
-            if not mask.any():
-                continue
-            speech = np.flatnonzero(mask)
-            start = max(word.start, (first + speech[0]) * FRAME_SECS)
-            end = min(max(word.end, start), (first + speech[-1] + 1) * FRAME_SECS)
-            heard.append(Word(word.text, start, max(end, start), word.probability))
-        return heard
+        committed = self.timeline.committed
+        if committed:
+            matcher = difflib.SequenceMatcher(None, [w.key for w in committed], [w.key for w in words], autojunk=False)
+            blocks = [b for b in matcher.get_matching_blocks() if b.size]
+            if blocks and blocks[-1].a + blocks[-1].size >= len(committed) - 2:
+                words = words[blocks[-1].b + blocks[-1].size :]
+        end = self.timeline.committed_end
+        return [w for w in words if w.middle > end or w.start >= end]
 
-    def _after_confirmed(self, words: list[Word]) -> list[Word]:
-        """The part of a pass not yet final: after the final words, without repeating them."""
-        fresh = [w for w in words if (w.start + w.end) / 2 > self._confirmed_until]
-        # a final word re-transcribed with a slightly later time must not come out twice
-        tail = [normalise(w.text) for w in (self._context + self._in_buffer)[-5:]]
-        for n in range(min(len(tail), len(fresh)), 0, -1):
-            if tail[-n:] == [normalise(w.text) for w in fresh[:n]]:
-                return fresh[n:]
-        return fresh
+    def _going_forward(self, words: list[Span]) -> list[Span]:
+        """The words up to where the pass goes back in time.
 
-    def _confirmable(self, candidates: list[Word], final: bool) -> list[Word]:
-        if final:
-            return candidates
+        New words follow the committed ones, and each other. A pass whose words jump back
+        to audio before them is saying that audio again (a decoder restarting, or looping
+        over its prefix), and ends there.
+        """
+        floor = self.timeline.committed_end - REWIND
+        for i, word in enumerate(words):
+            if word.end < floor or (i and word.start < words[i - 1].start - REWIND):
+                return words[:i]
+        return words
+
+    def _settled(self, words: list[Span]) -> int:
+        """How many of the pass's new words are final now (the rules of the module docstring)."""
+        timeline, config = self.timeline, self.config
         agreed = 0
-        settled = self.now - self.config.right_context_secs
-        for new, old in zip(candidates, self._previous, strict=False):
-            if normalise(new.text) != normalise(old.text) or new.end > settled:
+        settled_at = timeline.total - samples_of(config.right_context_secs)
+        for new, old in zip(words, timeline.pending, strict=False):
+            if new.key != old.key or new.end > settled_at:
                 break
             agreed += 1
-        speech_end = self._speech_end()
-        if self.now - speech_end >= self.config.pause_secs:
-            # the speaker paused: everything heard before the pause is settled
-            agreed = max(agreed, sum(1 for w in candidates if w.start < speech_end))
-        horizon = self.now - self.config.confirm_after_secs
-        if self.now - self._buffer_start > self.config.max_buffer_secs:
-            horizon = max(horizon, self.now - 2 * self.config.interval_secs)
-        while agreed < len(candidates) and candidates[agreed].end <= horizon:
+        # a pause the VAD heard settles every word before it
+        pause_from = self._last_pause()
+        if pause_from is not None:
+            agreed = max(agreed, sum(1 for w in words if w.middle < pause_from))
+        horizon = timeline.total - samples_of(config.confirm_after_secs)
+        if timeline.total - timeline.start > samples_of(config.max_buffer_secs):
+            horizon = max(horizon, timeline.total - 2 * samples_of(config.interval_secs))
+        while agreed < len(words) and words[agreed].end <= horizon:
             agreed += 1
-        return candidates[:agreed]
+        return agreed
+
+    def _last_pause(self) -> int | None:
+        """Where the latest pause of at least `pause_secs` after the committed words starts."""
+        timeline = self.timeline
+        pause = samples_of(self.config.pause_secs)
+        runs = timeline.speech_runs(max(timeline.committed_end, timeline.start), timeline.total)
+        if runs and timeline.total - runs[-1][1] >= pause:
+            return runs[-1][1]
+        for (_, end), (start, _) in zip(reversed(runs[:-1]), reversed(runs[1:]), strict=True):
+            if start - end >= pause:
+                return end
+        return None
 
     # --- output --------------------------------------------------------------------------------
 
-    def _final_segments(self, words: list[Word]) -> list[TranscriptionSegment]:
-        if not words:
+    def _final_segments(self, spans: list[Span]) -> list[TranscriptionSegment]:
+        if not spans:
             return []
-        start = max(words[0].start, self._confirmed_until)
-        words = [Word(w.text, max(w.start, start), max(w.end, w.start, start), w.probability) for w in words]
-        self._in_buffer += words
-        self._confirmed_until = words[-1].end
+        words = [s.word() for s in spans]
         probabilities = [w.probability for w in words if w.probability is not None]
         return [
             TranscriptionSegment(
@@ -337,68 +505,57 @@ class StreamingPolicy(StreamingTranscriber):
             )
         ]
 
-    def _partial_segments(self, words: list[Word]) -> list[TranscriptionSegment]:
-        text = join_words(words) if self.config.partials else ""
+    def _partial_segments(self, spans: list[Span]) -> list[TranscriptionSegment]:
+        text = join_words(spans) if self.config.partials else ""
         if text == self._partial_shown:
             return []
         self._partial_shown = text
-        start = words[0].start if words and text else self.now
-        end = words[-1].end if words and text else self.now
-        shown = words if text else []
-        return [TranscriptionSegment(text=text, start_time=start, end_time=end, is_final=False, words=shown)]
+        words = [s.word() for s in spans] if text else []
+        start = words[0].start if words else self.now
+        end = words[-1].end if words else self.now
+        return [TranscriptionSegment(text=text, start_time=start, end_time=end, is_final=False, words=words)]
 
     # --- the buffer ----------------------------------------------------------------------------
 
-    def _trim(self) -> None:
+    def _trim(self, timed: bool) -> None:
         """Keep the audio before the newest words (it makes passes better), but once the buffer
-        is longer than `trim_secs`, cut it at the latest clean place: after a final word that
-        ends a sentence or precedes a pause, or after everything when all is final and quiet."""
-        length = self.now - self._buffer_start
-        if length <= self.config.trim_secs:
+        is longer than `trim_secs`, cut it at the latest clean place.
+
+        Cuts fall between two committed words, never between the committed and the
+        pending ones: the words after a cut are then all in the buffer's prefix (or, for
+        engines without one, matched by text), so a word whose time the aligner got wrong
+        can never lose its audio before it is final.
+        """
+        timeline = self.timeline
+        length = timeline.total - timeline.start
+        if length <= samples_of(self.config.trim_secs):
             return
-        if cuts := self._clean_cuts():
-            self._cut(cuts[-1])
-        elif length > self.config.max_buffer_secs:
-            if self._in_buffer:
-                self._cut(self._boundary_after(len(self._in_buffer) - 1))
-            else:
-                self._cut(self.now - self.config.max_buffer_secs / 2)  # nothing final to keep: drop the oldest
+        cut = self._clean_cut(timed)
+        if cut is None and length > samples_of(self.config.max_buffer_secs):
+            if timeline.committed:  # keep the last final word as the anchor of what follows
+                cut = timeline.committed[-1].start
+            else:  # nothing final to keep: drop the oldest half
+                cut = timeline.total - samples_of(self.config.max_buffer_secs / 2)
+        if cut is not None:
+            timeline.cut(cut)
 
-    def _clean_cuts(self) -> list[float]:
-        cuts = []
-        if self._timed:  # word times are only good enough to cut between words when the engine gave them
-            for i, word in enumerate(self._in_buffer):
-                paused = not self._speech(word.end + FRAME_SECS, word.end + self.config.pause_secs).any()
-                if SENTENCE_END.search(word.text) or paused:
-                    cuts.append(self._boundary_after(i))
-        if not self._previous and self.now - self._speech_end() >= self.config.pause_secs:
-            cuts.append(max(self._confirmed_until, self.now - 0.2))  # all final, and the speaker is silent
-        return cuts
+    def _clean_cut(self, timed: bool) -> int | None:
+        timeline = self.timeline
+        if not timeline.pending and timeline.total - timeline.speech_end() >= samples_of(self.config.pause_secs):
+            return max(timeline.committed_end, timeline.total - KEEP_QUIET)  # all final, and the speaker is silent
+        if not timed:  # untimed words are placed, not heard: only their pauses are safe to cut at
+            return None
+        for i in range(len(timeline.committed) - 2, -1, -1):
+            word, following = timeline.committed[i], timeline.committed[i + 1]
+            paused = not timeline.speech_between(word.end + FRAME, following.start)
+            if SENTENCE_END.search(word.text) or (paused and following.start - word.end >= CUT_PAUSE):
+                return (word.end + following.start) // 2
+        return None
 
-    def _boundary_after(self, i: int) -> float:
-        """A cut point after final word `i`: half way to the next word, never into it."""
-        following = (self._in_buffer[i + 1 :] + self._previous)[:1]
-        end = self._in_buffer[i].end
-        return end if not following else min((end + following[0].start) / 2, following[0].start)
-
-    def _drop_silence(self) -> None:
+    def _rest(self) -> None:
         """Nothing unconfirmed is being said: keep a little of the silence before the next speech,
         and earlier speech as context unless the silence has gone on for `trim_secs`."""
-        long_silence = self.now - self._speech_end() > self.config.trim_secs
-        if (long_silence or not self._in_buffer) and self.now - self._buffer_start > 1.0:
-            self._cut(max(self._confirmed_until, self.now - 0.5))
-
-    def _cut(self, at: float) -> None:
-        at = min(max(at, self._buffer_start), self.now)
-        drop = round((at - self._buffer_start) * SAMPLE_RATE)
-        if drop <= 0:
-            return
-        self._audio = self._audio[drop:]
-        self._buffer_start += drop / SAMPLE_RATE
-        keep = [w for w in self._in_buffer if w.end > self._buffer_start + 0.01]
-        self._context = (self._context + [w for w in self._in_buffer if w not in keep])[-_CONTEXT_WORDS:]
-        self._in_buffer = keep
-        first_frame = int(self._buffer_start / FRAME_SECS)
-        if first_frame > self._probs_start:
-            self._probs = self._probs[first_frame - self._probs_start :]
-            self._probs_start = first_frame
+        timeline = self.timeline
+        long_silence = timeline.total - timeline.speech_end() > samples_of(self.config.trim_secs)
+        if (long_silence or not timeline.committed) and timeline.total - timeline.start > SAMPLE_RATE:
+            timeline.cut(max(timeline.committed_end, timeline.total - KEEP_QUIET))

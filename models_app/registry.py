@@ -14,12 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import psutil
 from django.conf import settings
 
-from models_app.batching import BatchRunner
+from models_app import offline
+from models_app.batching import BACKGROUND, BatchRunner
 from models_app.engines.base import Engine, ModelFilesError
 from models_app.policy import DEFAULT_PRESET, PRESETS, StreamingPolicy
+from models_app.streaming import Word
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +133,19 @@ class ModelRegistry:
             config = config.__class__(**{**config.__dict__, **options})
         loaded = self.loaded(model_id)
         return StreamingPolicy(loaded.runner, config, source, target, supports_prefix=spec.supports_prefix)
+
+    def transcribe_offline(
+        self,
+        model_id: str,
+        audio: np.ndarray,
+        language: str | None = None,
+        target_language: str | None = None,
+        priority: int = BACKGROUND,
+        progress: Callable[[float], None] | None = None,
+    ) -> list[Word]:
+        """One offline pass over a whole recording (`models_app.offline`); ModelError says why it cannot run."""
+        source, target = self.spec(model_id).check_languages(language, target_language)
+        return offline.transcribe(self.loaded(model_id).runner, audio, source, target, priority, progress)
 
     def describe(self, model_id: str) -> dict[str, Any]:
         spec = self.spec(model_id)

@@ -13,11 +13,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
+
+if TYPE_CHECKING:
+    from models_app.streaming import TranscriptionSegment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_PATH = BASE_DIR / "media" / "demo.wav"  # 12.8 s of espeak-ng speech, committed
@@ -87,15 +92,16 @@ def _encode(container: av.container.OutputContainer, stream: av.AudioStream, sam
         container.mux(packet)
 
 
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word edits (substitutions, insertions, deletions) per reference word; case, punctuation
-    and hyphens do not count."""
+def words_of(text: str) -> list[str]:
+    """Text as the words a WER counts: case, punctuation and hyphens do not count."""
     from models_app.policy import normalise
 
-    def words(text: str) -> list[str]:
-        return [w for w in (normalise(t) for t in re.split(r"[\s\-]+", text)) if w]
+    return [w for w in (normalise(t) for t in re.split(r"[\s\-]+", text)) if w]
 
-    ref, hyp = words(reference), words(hypothesis)
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word edits (substitutions, insertions, deletions) per reference word."""
+    ref, hyp = words_of(reference), words_of(hypothesis)
     row = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         new = [i]
@@ -103,6 +109,41 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
             new.append(min(row[j] + 1, new[j - 1] + 1, row[j - 1] + (r != h)))
         row = new
     return row[-1] / max(len(ref), 1)
+
+
+def ngram_counts(text: str, n: int) -> Counter[tuple[str, ...]]:
+    words = words_of(text)
+    return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
+def repeated_phrases(streamed: str, *baselines: str, n: int = 5) -> list[str]:
+    """The n-grams the streamed text repeats more often than any baseline (offline, reference) says them.
+
+    A phrase said once where the baseline never says it is a difference in wording, which
+    the WER counts; this is about saying the same thing twice. A baseline phrase that
+    differs in one word counts as the same phrase ("less heartly so" / "less hotly so"):
+    the same model may hear a word differently in two contexts.
+    """
+    counts = [ngram_counts(text, n) for text in baselines]
+
+    def said(gram: tuple[str, ...], count: Counter[tuple[str, ...]]) -> int:
+        return sum(
+            times for other, times in count.items() if sum(a != b for a, b in zip(gram, other, strict=False)) <= 1
+        )
+
+    return [
+        " ".join(gram)
+        for gram, times in ngram_counts(streamed, n).items()
+        if times > 1 and times > max(said(gram, count) for count in counts)
+    ]
+
+
+def lost_sentence_starts(offline: str, streamed: str) -> list[str]:
+    """Sentence openings (first two words) of the offline text the streamed text has fewer of."""
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", offline.strip()) if len(words_of(s)) >= 2]
+    openings = Counter(tuple(words_of(s)[:2]) for s in sentences)
+    said = ngram_counts(streamed, 2)
+    return [" ".join(opening) for opening, times in openings.items() if said[opening] < times]
 
 
 def espeak_available() -> bool:
@@ -378,3 +419,52 @@ class AudioListener:
 
     def finals(self) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["type"] == "subtitle" and m["is_final"]]
+
+
+@dataclass
+class Differential:
+    """One clip streamed and transcribed offline by the same model: the streaming code's own error."""
+
+    clip: str
+    offline: str
+    streamed: str
+    reference: str | None
+    finals: list[TranscriptionSegment]
+
+    @property
+    def offline_wer(self) -> float | None:
+        return word_error_rate(self.reference, self.offline) if self.reference else None
+
+    @property
+    def streamed_wer(self) -> float | None:
+        return word_error_rate(self.reference, self.streamed) if self.reference else None
+
+    @property
+    def against_offline(self) -> float:
+        """WER of the streamed text with the offline text as the reference."""
+        return word_error_rate(self.offline, self.streamed)
+
+    @property
+    def repeated(self) -> list[str]:
+        return repeated_phrases(self.streamed, self.offline, *([self.reference] if self.reference else []))
+
+    @property
+    def lost_starts(self) -> list[str]:
+        return lost_sentence_starts(self.offline, self.streamed)
+
+
+def differential(
+    clip: Any, model_id: str = "whisper", preset: str = "balanced", chunk_secs: float = 0.1
+) -> Differential:
+    """Stream `clip` (a `speech_set.Clip`) as fast as it goes and transcribe it offline."""
+    from models_app.policy import join_words
+    from models_app.registry import registry
+
+    offline = join_words(registry.transcribe_offline(model_id, clip.audio))
+    stream = registry.create_transcriber(model_id, preset=preset)
+    finals: list[TranscriptionSegment] = []
+    step = int(16000 * chunk_secs)
+    for offset in range(0, len(clip.audio), step):
+        finals += stream.push_audio(clip.audio[offset : offset + step]).finals
+    finals += stream.finalize().finals
+    return Differential(clip.name, offline, " ".join(s.text for s in finals), clip.reference, finals)

@@ -13,7 +13,7 @@ import pytest
 
 from models_app.batching import BatchRunner
 from models_app.engines.base import Engine, PassRequest, PassResult
-from models_app.policy import PRESETS, StreamingPolicy, without_loops
+from models_app.policy import PRESETS, Span, StreamingPolicy, without_loops
 from models_app.streaming import Word
 from models_app.tests.conftest import push_all
 
@@ -164,18 +164,32 @@ def test_the_buffer_never_grows_past_its_limit(demo_audio):
     assert longest <= PRESETS["balanced"].max_buffer_secs + PRESETS["balanced"].interval_secs + 0.11
 
 
+def spans(text: str, seconds_per_word: float = 0.3, squeeze_from: int | None = None) -> list[Span]:
+    """Words one after another, each `seconds_per_word` long; from `squeeze_from` on, all at one instant."""
+    out, at = [], 0
+    for i, word in enumerate(text.split()):
+        length = 0 if squeeze_from is not None and i >= squeeze_from else int(16000 * seconds_per_word)
+        out.append(Span(f" {word}", at, at + length))
+        at += length
+    return out
+
+
 @pytest.mark.parametrize(
-    ("words", "kept"),
+    ("words", "squeeze_from", "kept"),
     [
-        ("a b c d", "a b c d"),
-        ("a b a b a b", "a b"),
-        ("x a b c a b c", "x a b c"),
-        ("go go go go", "go go"),
-        ("that that is", "that that is"),  # one word twice is speech, not a loop
+        ("a b c d", None, "a b c d"),
+        ("try again. fail again. fail better.", None, "try again. fail again. fail better."),  # spoken, each copy
+        ("hello? hello? hello?", None, "hello? hello? hello?"),
+        ("go go go go", None, "go go go"),  # a fourth time in a row is a loop, whatever its times
+        ("a b a b a b a b", None, "a b a b a b"),
+        ("x a b c a b c", 4, "x a b c"),  # the copy has no audio behind it
+        ("we had it was the best of", 2, "we had"),  # three words in no time: the decoder ran ahead of the audio
+        ("tried. ever tried. ever tried.", 1, "tried."),  # squeezed words leading into the loop go with it
+        ("that that is", None, "that that is"),
     ],
 )
-def test_loops_are_cut_where_the_repetition_starts(words, kept):
-    hypothesis = [Word(f" {w}", i, i + 0.5) for i, w in enumerate(words.split())]
+def test_loops_are_cut_where_the_words_have_no_audio_behind_them(words, squeeze_from, kept):
+    hypothesis = spans(words, squeeze_from=squeeze_from)
 
     assert " ".join(w.text.strip() for w in without_loops(hypothesis)) == kept
 
