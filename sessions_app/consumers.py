@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from sessions_app import events
-from sessions_app.models import ENDED, Listener, TranscriptionSession
+from sessions_app.models import ENDED, Listener, TranscriptionSession, TranscriptVersion
 from sessions_app.webrtc import SERVER_ID, ListenerTrack, announce_public_ip, hub, peer_connection
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     @staticmethod
     def _history(session: TranscriptionSession) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         session.refresh_from_db()
-        return session.to_dict(), [segment.to_event() for segment in session.segments.all()]
+        live = session.segments.filter(version=TranscriptVersion.LIVE)  # what listeners saw, not the offline pass
+        return session.to_dict(), [segment.to_event() for segment in live]
 
     async def ready(self, message: dict[str, Any]) -> None:
         if self.session_id is None:
@@ -200,6 +201,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self.send_json({**event, "type": "end"})
         if self.pc is not None and self.linger is None:
             self.linger = asyncio.create_task(self._close_peer_later(), name=f"linger-{self.channel_name}")
+
+    async def session_transcript(self, event: dict[str, Any]) -> None:
+        await self.send_json({**event, "type": "transcript"})
 
     async def _close_peer_later(self) -> None:
         await asyncio.sleep(END_LINGER_SECS)

@@ -3,7 +3,7 @@
 Every process that cares about session N (its worker, the web processes of its
 listeners) is in the group "session-N". Messages carry a "type" that Channels maps to
 a handler (`session.subtitle` -> `session_subtitle`); the WebSocket consumer forwards
-them to browsers under the protocol's names (subtitle, status, end, error).
+them to browsers under the protocol's names (subtitle, status, end, transcript, error).
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def subtitle(
     speaker: int | None = None,
     index: int | None = None,
     confidence: float | None = None,
+    cue: int | None = None,
 ) -> dict[str, Any]:
+    """A final (with its row's `index` and its `cue`: finals of one cue show as one) or the partial."""
     event: dict[str, Any] = {
         "type": "session.subtitle",
         "text": text,
@@ -45,6 +47,8 @@ def subtitle(
     }
     if index is not None:
         event["index"] = index
+    if cue is not None:
+        event["cue"] = cue
     if confidence is not None:
         event["confidence"] = round(confidence, 3)
     return event
@@ -72,6 +76,14 @@ def clock(session: TranscriptionSession) -> dict[str, Any]:
 def ended(session: TranscriptionSession) -> dict[str, Any]:
     reason = session.error or session.stop_reason or "The recording has been played to its end."
     return {"type": "session.end", "state": session.state, "reason": reason}
+
+
+def transcript(version: str, error: str | None = None) -> dict[str, Any]:
+    """A version of the transcript can be downloaded now; with `error`, it will not be made."""
+    event: dict[str, Any] = {"type": "session.transcript", "version": version, "ready": error is None}
+    if error is not None:
+        event["error"] = error
+    return event
 
 
 async def publish_async(session_id: int, event: dict[str, Any]) -> None:

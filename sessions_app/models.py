@@ -203,7 +203,15 @@ class TranscriptionSession(models.Model):
             "degraded": self.degraded,
             "worker": self.worker_id or None,
             "clock": self.clock(),
+            "transcripts": self.transcript_versions(),
         }
+
+    def transcript_versions(self) -> list[str]:
+        """The versions that can be downloaded: always the live one, the final one once it is written."""
+        versions = [TranscriptVersion.LIVE.value]
+        if self.segments.filter(version=TranscriptVersion.FINAL).exists():
+            versions.append(TranscriptVersion.FINAL.value)
+        return versions
 
     # --- sessions whose worker is gone ---------------------------------------------------------------
 
@@ -252,11 +260,23 @@ class TranscriptionSession(models.Model):
         return [self.pk]
 
 
+class TranscriptVersion(models.TextChoices):
+    LIVE = "live", "what listeners saw"
+    FINAL = "final", "one offline pass after the session"
+
+
 class TranscriptSegment(models.Model):
-    """One final subtitle of a session, in order; finals are never changed."""
+    """One piece of a session's transcript, in order; pieces are never changed.
+
+    The `live` version holds the finals as the stream gave them; the `final` version is
+    written once, whole, by the offline pass after the session completes. Consecutive
+    pieces with the same `cue` form one subtitle cue (`models_app.transcript`).
+    """
 
     session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="segments")
+    version = models.CharField(max_length=8, choices=TranscriptVersion.choices, default=TranscriptVersion.LIVE)
     index = models.PositiveIntegerField()
+    cue = models.PositiveIntegerField(default=0)
     text = models.TextField()
     start_time = models.FloatField()
     end_time = models.FloatField()
@@ -265,15 +285,24 @@ class TranscriptSegment(models.Model):
     words = models.JSONField(default=list, blank=True)
 
     class Meta:
-        ordering = ["session", "index"]
-        constraints = [models.UniqueConstraint(fields=["session", "index"], name="one_segment_per_index")]
+        ordering = ["session", "version", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "version", "index"], name="one_segment_per_version_index")
+        ]
 
     def __str__(self) -> str:
         return f"{self.start_time:.1f}-{self.end_time:.1f} {self.text}"
 
     def to_event(self) -> dict[str, Any]:
         return events.subtitle(
-            self.text, self.start_time, self.end_time, True, self.speaker, index=self.index, confidence=self.confidence
+            self.text,
+            self.start_time,
+            self.end_time,
+            True,
+            self.speaker,
+            index=self.index,
+            confidence=self.confidence,
+            cue=self.cue,
         )
 
 

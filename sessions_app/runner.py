@@ -7,6 +7,10 @@ as one asyncio task that owns it: read the stored wav up to the clock's position
 push the new audio into the stream (in a thread: inference never blocks the loop),
 publish subtitles, a status about once a second, and the end or the error.
 
+When a session completes, the worker makes its `final` transcript in the background: one
+offline pass over the whole recording at BACKGROUND priority (it never slows a live pass),
+written in one transaction, then announced to the session's group.
+
 Falling behind real time never builds unbounded lag: the run degrades in steps,
 reported in every status (`degraded`, `lag_secs`) and on the row:
 
@@ -36,12 +40,23 @@ import soundfile
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from models_app.batching import BACKGROUND
 from models_app.registry import ModelError, registry
-from models_app.streaming import SAMPLE_RATE, StreamingTranscriber, TranscriptionChunk
+from models_app.streaming import SAMPLE_RATE, StreamingTranscriber, TranscriptionChunk, Word
+from models_app.transcript import CueBuilder, CuePiece
 from sessions_app import events
-from sessions_app.models import ENDED, LIVE, State, TranscriptionSession, TranscriptSegment, TransitionError
+from sessions_app.models import (
+    ENDED,
+    LIVE,
+    State,
+    TranscriptionSession,
+    TranscriptSegment,
+    TranscriptVersion,
+    TransitionError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +74,7 @@ class Level:
 
 LEVELS = [Level(0.0, 1.0, True), Level(1.5, 2.0, True), Level(3.0, 4.0, False), Level(10.0, 4.0, False)]
 SKIP_KEEPS_SECS = 2.0  # at level 3, the audio older than this behind the clock is skipped
+FINAL_PASSES_AT_ONCE = 2  # each holds a pool thread while it waits behind live passes
 
 
 class WavSource:
@@ -86,7 +102,8 @@ class SessionRun:
         self.skipped_secs = 0.0
         self.lag_secs = 0.0
         self.fed = 0  # samples pushed into the stream
-        self.index = 0  # of the next final segment
+        self.index = 0  # of the next live row
+        self.cues = CueBuilder()  # the live transcript's cues, built as the finals come
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -143,7 +160,8 @@ class SessionRun:
                     f"Stopped after {settings.SESSION_TIMEOUT_SECS} s, the SESSION_TIMEOUT_SECS limit."
                 )
                 return
-            target = min(int(session.position(now) * SAMPLE_RATE), source.frames)
+            # rounded, not truncated: int(n / 16000 * 16000) is n - 1 for some n, and the last sample never came
+            target = min(round(session.position(now) * SAMPLE_RATE), source.frames)
             if target > self.fed:
                 self.lag_secs = (target - self.fed) / SAMPLE_RATE
                 await self.adapt(stream, base_interval)
@@ -160,6 +178,7 @@ class SessionRun:
             if self.fed >= source.frames and session.state == State.RUNNING:
                 await self.publish(await self.worker.in_thread(stream.finalize))
                 await database_sync_to_async(session.complete)()
+                self.worker.start_final_pass(session)
                 return
             if time.monotonic() >= next_status:
                 next_status = time.monotonic() + STATUS_SECS
@@ -186,22 +205,26 @@ class SessionRun:
             await database_sync_to_async(TranscriptionSession.objects.filter(pk=self.id).update)(degraded=level)
 
     async def publish(self, chunk: TranscriptionChunk) -> None:
-        finals = chunk.finals
-        if finals:
-            rows = [
-                TranscriptSegment(
-                    session_id=self.id,
-                    index=self.index + i,
-                    text=s.text,
-                    start_time=s.start_time,
-                    end_time=s.end_time,
-                    speaker=s.speaker,
-                    confidence=s.confidence,
-                    words=[[w.text, round(w.start, 3), round(w.end, 3)] for w in s.words],
+        rows: list[TranscriptSegment] = []
+        for segment in chunk.finals:
+            # a final without word times still counts, as one word over its whole time
+            words = segment.words or [Word(" " + segment.text.strip(), segment.start_time, segment.end_time)]
+            for piece in self.cues.add(words, segment.speaker):
+                rows.append(
+                    TranscriptSegment(
+                        session_id=self.id,
+                        index=self.index,
+                        cue=piece.cue,
+                        text=piece.text,
+                        start_time=piece.start,
+                        end_time=piece.end,
+                        speaker=piece.speaker,
+                        confidence=segment.confidence,
+                        words=[[w.text, round(w.start, 3), round(w.end, 3)] for w in piece.words],
+                    )
                 )
-                for i, s in enumerate(finals)
-            ]
-            self.index += len(rows)
+                self.index += 1
+        if rows:
             await database_sync_to_async(TranscriptSegment.objects.bulk_create)(rows)
             for row in rows:
                 await events.publish_async(self.id, row.to_event())
@@ -228,6 +251,8 @@ class SessionWorker:
         # pushes wait in the model's batch runner, so each live session may hold a thread
         self.executor = ThreadPoolExecutor(max_workers=self.capacity + 4, thread_name_prefix=f"session-{self.id}")
         self._room = asyncio.Event()
+        self.final_passes: dict[int, asyncio.Task[None]] = {}  # by session id
+        self._final_slots = asyncio.Semaphore(FINAL_PASSES_AT_ONCE)
 
     async def in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -269,6 +294,47 @@ class SessionWorker:
             self.runs.pop(run.id, None)
             self._room.set()
 
+    def start_final_pass(self, session: TranscriptionSession) -> None:
+        """A completed session's final transcript, made in a task of its own that this worker owns."""
+        task = asyncio.create_task(self._final_pass(session), name=f"final-{session.pk}")
+        self.final_passes[session.pk] = task
+        task.add_done_callback(lambda _: self.final_passes.pop(session.pk, None))
+
+    async def _final_pass(self, session: TranscriptionSession) -> None:
+        """Transcribe the whole recording offline and save it; a failure is logged and announced, nothing more."""
+        try:
+            async with self._final_slots:
+                words = await self._transcribe_whole(session)
+            pieces = CueBuilder().add(words)
+            await database_sync_to_async(save_final_transcript)(session.pk, pieces)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, ModelError):
+                log.warning("session %s: no final transcript: %s", session.pk, exc)
+            else:
+                log.exception("session %s: the final transcript failed", session.pk)
+            reason = str(exc) if isinstance(exc, ModelError) else f"The offline pass failed: {exc}"
+            await events.publish_async(session.pk, events.transcript(TranscriptVersion.FINAL, error=reason))
+            return
+        log.info("session %s: final transcript saved (%d pieces)", session.pk, len(pieces))
+        await events.publish_async(session.pk, events.transcript(TranscriptVersion.FINAL))
+
+    async def _transcribe_whole(self, session: TranscriptionSession) -> list[Word]:
+        path = await database_sync_to_async(lambda: session.media.path if session.media else None)()
+        if path is None or not path.exists():
+            raise ModelError("The recording of this session has been deleted.")
+        audio, _ = await self.in_thread(soundfile.read, str(path), dtype="float32", always_2d=False)
+        words: list[Word] = await self.in_thread(
+            registry.transcribe_offline,
+            session.model_id,
+            audio,
+            language=session.language or None,
+            target_language=session.target_language or None,
+            priority=BACKGROUND,
+        )
+        return words
+
     async def _keep_up(self) -> None:
         last_beat = 0.0
         while True:
@@ -304,4 +370,37 @@ class SessionWorker:
             if run.task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await run.task
+        # a final pass cut short writes nothing (its rows go in one transaction at the end)
+        passes = list(self.final_passes.values())
+        for task in passes:
+            task.cancel()
+        for task in passes:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def save_final_transcript(session_id: int, pieces: list[CuePiece]) -> None:
+    """The final version's rows, all or none: a half-written final transcript is never visible."""
+    rows = [
+        TranscriptSegment(
+            session_id=session_id,
+            version=TranscriptVersion.FINAL,
+            index=i,
+            cue=piece.cue,
+            text=piece.text,
+            start_time=piece.start,
+            end_time=piece.end,
+            speaker=piece.speaker,
+            confidence=mean_probability(piece),
+            words=[[w.text, round(w.start, 3), round(w.end, 3)] for w in piece.words],
+        )
+        for i, piece in enumerate(pieces)
+    ]
+    with transaction.atomic():
+        TranscriptSegment.objects.bulk_create(rows)
+
+
+def mean_probability(piece: CuePiece) -> float | None:
+    known = [w.probability for w in piece.words if w.probability is not None]
+    return sum(known) / len(known) if known else None

@@ -18,7 +18,7 @@ from models_app.policy import DEFAULT_PRESET, PRESETS
 from models_app.registry import ModelError, preset_config, registry
 from models_app.transcript import CONTENT_TYPES, FORMATS, render
 from sessions_app import events
-from sessions_app.models import LIVE, Listener, TranscriptionSession, TransitionError
+from sessions_app.models import LIVE, Listener, State, TranscriptionSession, TranscriptVersion, TransitionError
 from sessions_app.webrtc import SERVER_ID, hub
 from transcriber_site.lib.http import ApiError, api, json_body
 
@@ -150,11 +150,36 @@ def session_transcript(request: HttpRequest, session_id: int) -> HttpResponse:
     fmt = request.GET.get("format", "txt")
     if fmt not in FORMATS:
         raise ApiError(400, f"Unknown transcript format '{fmt}'; use one of {', '.join(FORMATS)}.")
-    response = HttpResponse(render(list(session.segments.all()), fmt), content_type=CONTENT_TYPES[fmt])
+    version = transcript_version(session, request.GET.get("version"))
+    segments = list(session.segments.filter(version=version))
+    response = HttpResponse(render(segments, fmt), content_type=CONTENT_TYPES[fmt])
     stem = session.media_filename.rsplit(".", 1)[0] or "transcript"
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:60]
-    response["Content-Disposition"] = f'attachment; filename="session-{session.pk}-{safe}.{fmt}"'
+    response["Content-Disposition"] = f'attachment; filename="session-{session.pk}-{safe}-{version}.{fmt}"'
     return response
+
+
+def transcript_version(session: TranscriptionSession, asked: str | None) -> str:
+    """The version asked for, if it exists; by default the final one once there is one, else the live one."""
+    versions = session.transcript_versions()
+    if asked is None:
+        return versions[-1]
+    if asked not in TranscriptVersion.values:
+        raise ApiError(400, f"Unknown transcript version '{asked}'; use one of {', '.join(TranscriptVersion.values)}.")
+    if asked not in versions:
+        if session.state in (State.STOPPED, State.ERROR):
+            how = "was stopped" if session.state == State.STOPPED else "ended in an error"
+            raise ApiError(
+                404,
+                f"Session {session.pk} has no final transcript: it {how}, and only a session played to its end "
+                "gets one.",
+            )
+        raise ApiError(
+            404,
+            f"The final transcript of session {session.pk} is not ready yet: the offline pass over the "
+            "whole recording runs after the session completes; try again in a moment.",
+        )
+    return asked
 
 
 def get_session(session_id: int) -> TranscriptionSession:

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from models_app.engines.base import Engine, PassResult
 from models_app.registry import ModelSpec, registry
 from models_app.streaming import Word
-from sessions_app.models import State, TranscriptSegment
+from sessions_app.models import State, TranscriptSegment, TranscriptVersion
 from sessions_app.tests.conftest import GroupListener, new_session, reload, running_worker, start
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -38,7 +38,9 @@ async def test_a_session_plays_in_real_time_and_completes(make_media):
     session = await reload(session)
     assert session.state == State.COMPLETED
     assert session.position() == pytest.approx(4.0, abs=0.05)
-    rows = await database_sync_to_async(lambda: list(TranscriptSegment.objects.filter(session=session)))()
+    rows = await database_sync_to_async(
+        lambda: list(TranscriptSegment.objects.filter(session=session, version=TranscriptVersion.LIVE))
+    )()
     assert " ".join(r.text for r in rows) == listener.final_text
     assert [r.index for r in rows] == list(range(len(rows)))
 

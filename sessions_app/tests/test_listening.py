@@ -162,6 +162,7 @@ def test_subtitles_carry_the_spoken_words_and_a_late_joiner_gets_the_earlier_fin
     assert [m["index"] for m in history] == list(range(len(history)))
     assert [m["index"] for m in late.finals()] == [m["index"] for m in first.finals()]  # all, once each, in order
     assert [m["text"] for m in late.finals()] == [m["text"] for m in first.finals()]
+    assert [m["cue"] for m in history] == [m["cue"] for m in first.finals()][: len(history)]  # the same cues
 
 
 def test_client_count_counts_listeners_and_drops_when_one_leaves(server):

@@ -17,8 +17,16 @@ def session(make_media):
     session = new_session(make_media(2.0, name="Board meeting.flac"))
     session.claim("w")
     session.start_clock()
-    for i, (text, start, end) in enumerate([("Welcome to", 0.0, 0.8), ("the meeting.", 0.8, 1.6)]):
-        TranscriptSegment.objects.create(session=session, index=i, text=text, start_time=start, end_time=end)
+    # two finals of one cue, stored as the worker stores them
+    finals = [
+        [[" Welcome", 0.0, 0.4], [" to", 0.4, 0.8]],
+        [[" the", 0.8, 1.0], [" meeting", 1.0, 1.5], [".", 1.5, 1.6]],
+    ]
+    for i, words in enumerate(finals):
+        text = "".join(w[0] for w in words)
+        TranscriptSegment.objects.create(
+            session=session, index=i, cue=0, text=text, start_time=words[0][1], end_time=words[-1][2], words=words
+        )
     return session
 
 
@@ -36,7 +44,7 @@ def test_each_format_while_the_session_runs(client, session, fmt, content_type, 
     assert response.status_code == 200
     assert response["Content-Type"] == content_type
     assert response.content.decode() == body
-    assert response["Content-Disposition"] == f'attachment; filename="session-{session.id}-Board_meeting.{fmt}"'
+    assert response["Content-Disposition"] == f'attachment; filename="session-{session.id}-Board_meeting-live.{fmt}"'
 
 
 def test_json_and_after_the_session_ended(client, session):
@@ -44,7 +52,8 @@ def test_json_and_after_the_session_ended(client, session):
 
     data = json.loads(client.get(f"/api/sessions/{session.id}/transcript?format=json").content)
 
-    assert [(d["start"], d["end"], d["text"]) for d in data] == [(0.0, 0.8, "Welcome to"), (0.8, 1.6, "the meeting.")]
+    assert [(d["start"], d["end"], d["text"]) for d in data] == [(0.0, 1.6, "Welcome to the meeting.")]  # one cue
+    assert [w["text"] for w in data[0]["words"]] == [" Welcome", " to", " the", " meeting", "."]
 
 
 def test_the_default_format_is_text(client, session):

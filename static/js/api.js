@@ -46,8 +46,10 @@ export const api = {
   transcript: (id) => request("GET", transcriptUrl(id, "json")),
 };
 
-export function transcriptUrl(id, format) {
-  return `/api/sessions/${id}/transcript?format=${format}`;
+// Without a version the server gives the best it has (final once it exists, else live).
+export function transcriptUrl(id, format, version) {
+  const url = `/api/sessions/${id}/transcript?format=${format}`;
+  return version ? `${url}&version=${version}` : url;
 }
 
 // An upload with progress (fetch cannot report upload progress; XMLHttpRequest can).

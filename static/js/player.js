@@ -5,6 +5,7 @@
 import { api, transcriptUrl } from "./api.js";
 import { SessionClock } from "./clock.js";
 import { Connection } from "./connection.js";
+import { Downloads } from "./downloads.js";
 import { LIVE_STATES, STATE_LABELS, duration, notice } from "./format.js";
 import { AudioLink } from "./rtc.js";
 import { Subtitles } from "./subtitles.js";
@@ -34,7 +35,7 @@ export class Player {
     this.pauseButton = document.getElementById("player-pause");
     this.resumeButton = document.getElementById("player-resume");
     this.stopButton = document.getElementById("player-stop");
-    this.downloads = [...this.section.querySelectorAll("a[data-format]")];
+    this.downloads = new Downloads(this.section);
 
     this.clock = new SessionClock();
     this.subtitles = new Subtitles(() => this.playout());
@@ -87,7 +88,7 @@ export class Player {
     this.subtitles.clear();
     this.clock.reset();
     this.setIndicator("connecting", "Connecting…");
-    for (const link of this.downloads) link.href = transcriptUrl(id, link.dataset.format);
+    this.downloads.reset(id);
     history.replaceState(null, "", `${location.pathname}?session=${id}${location.hash}`);
     this.section.scrollIntoView({ block: "start" });
     this.title.focus();
@@ -182,6 +183,8 @@ export class Player {
         return this.clock.onPong(message.t, message.server_time);
       case "end":
         return this.onEnd(message);
+      case "transcript":
+        return this.onTranscript(message);
       case "error":
         return this.onServerError(message.message);
       default:
@@ -214,11 +217,22 @@ export class Player {
     this.joined = false; // the audio plays out what it has; tick() closes it at the end
     this.showSession({ ...this.session, state });
     notice(this.notice, reason || "");
-    this.socket?.close();
-    this.socket = null;
+    // a completed session's final transcript is announced on this socket: keep it open until then
+    if (state === "completed") this.downloads.expectFinal();
+    else this.closeSocket();
     clearInterval(this.statsTimer);
     clearTimeout(this.audioRetry.timer);
     this.setIndicator("ended", "Ended");
+  }
+
+  onTranscript(message) {
+    this.downloads.onTranscript(message);
+    if (!this.joined) this.closeSocket(); // the session has ended: this was the last thing to wait for
+  }
+
+  closeSocket() {
+    this.socket?.close();
+    this.socket = null;
   }
 
   onServerError(message) {
@@ -324,6 +338,7 @@ export class Player {
     this.sub.textContent = [`Session ${s.id}`, s.model_name, language, s.preset?.replace(/_/g, " "), listeners]
       .filter(Boolean)
       .join(" · ");
+    this.downloads.show(s);
     this.stateBadge.textContent = STATE_LABELS[s.state] ?? s.state ?? "";
     this.stateBadge.dataset.state = s.state ?? "";
     const live = LIVE_STATES.has(s.state);

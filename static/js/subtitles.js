@@ -2,7 +2,8 @@
 //
 // Every subtitle waits in a queue (in arrival order) until the listener's playout position
 // reaches its start, then shows; with no playout estimate it shows at once. Finals are kept
-// once per index (a reconnect replays them). Each live final adds a speech-to-screen sample:
+// once per index (a reconnect replays them); finals with the same `cue` grow one line, the
+// same cues the exports have. Each live final adds a speech-to-screen sample:
 // the playout position when it appeared minus its end, i.e. how long after the listener heard
 // the phrase end its final text appeared; the page shows the median of the last minute.
 
@@ -57,10 +58,10 @@ export class Subtitles {
     this.tick();
   }
 
-  // A finished session's transcript (from the REST API): all of it, at once.
-  load(segments) {
+  // A finished session's transcript (from the REST API, one object per cue): all of it, at once.
+  load(cues) {
     this.clear();
-    segments.forEach((segment, index) => this.showFinal({ ...segment, index, history: true }));
+    cues.forEach((cue, index) => this.showFinal({ ...cue, index, cue: index, history: true }));
   }
 
   // The live partial line goes (the connection was lost; the server sends a fresh one).
@@ -103,14 +104,13 @@ export class Subtitles {
     setSpeaker(this.partial, event.speaker);
   }
 
-  // A final joins the current line, or starts a new one after a sentence end, a pause or
-  // another speaker; each final stays its own span (data-index) inside its line.
+  // A final joins its cue's line (the server numbers the cues), or starts the next cue's
+  // line; each final stays its own span (data-index) inside its line.
   showFinal(event, position = null) {
-    const text = event.text.trim();
     let line = this.finals.lastElementChild;
-    if (!line || !continues(line, event)) {
+    if (!line || event.cue == null || line.dataset.cue !== String(event.cue)) {
       line = document.createElement("li");
-      line.dataset.speakerId = event.speaker ?? "";
+      if (event.cue != null) line.dataset.cue = event.cue;
       setSpeaker(line, event.speaker);
       const time = document.createElement("span");
       time.className = "timestamp";
@@ -133,7 +133,8 @@ export class Subtitles {
     if (event.index != null) segment.dataset.index = event.index;
     segment.dataset.start = event.start;
     segment.dataset.end = event.end;
-    segment.textContent = body.childElementCount ? ` ${text}` : text;
+    // a final's text starts with a space where it starts a word, so a cue's texts concatenate
+    segment.textContent = body.childElementCount ? event.text : event.text.trimStart();
     body.append(segment);
     line.dataset.end = event.end;
     if (!event.history && position !== null) this.samples.push({ at: performance.now(), secs: position - event.end });
@@ -170,20 +171,6 @@ export class Subtitles {
   scrollToEnd() {
     this.scroller.scrollTop = this.scroller.scrollHeight;
   }
-}
-
-const LINE_GAP_SECS = 1.5;
-const LINE_MAX_CHARS = 240;
-
-function continues(line, event) {
-  const text = line.querySelector(".text").textContent;
-  const sameSpeaker = line.dataset.speakerId === String(event.speaker ?? "");
-  return (
-    sameSpeaker &&
-    !/[.?!…]["»”]?$/.test(text) &&
-    event.start - Number(line.dataset.end) < LINE_GAP_SECS &&
-    text.length + event.text.length < LINE_MAX_CHARS
-  );
 }
 
 function setSpeaker(element, speaker) {

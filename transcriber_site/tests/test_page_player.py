@@ -102,7 +102,7 @@ def test_start_joins_at_once_and_the_listener_hears_the_audio_and_reads_the_word
     # the transcript can be downloaded while the session runs
     with page.expect_download() as download:
         page.get_by_role("link", name="SRT").click()
-    assert download.value.suggested_filename == f"session-{session['id']}-listen.srt"
+    assert download.value.suggested_filename == f"session-{session['id']}-listen-live.srt"
     srt = Path(download.value.path()).read_text()
     assert srt.startswith("1\n00:00:")
     assert "welcome" in srt.lower()
@@ -156,6 +156,32 @@ def test_subtitles_wait_until_the_listeners_audio_reaches_their_start(page):
     assert result["at59"][1] == "and then"
     assert result["replayed"] == [1, ""]
     assert result["delay"] == pytest.approx(5.0 - 5.8)  # shown at 5.0, before the phrase ended at 5.8
+
+
+def test_finals_of_one_cue_grow_one_line_and_the_loaded_transcript_has_the_same_lines(page):
+    open_page(page)
+
+    live, loaded = page.evaluate(
+        """async () => {
+            const { Subtitles } = await import("/static/js/subtitles.js");
+            const subtitles = new Subtitles(() => null);
+            const lines = () => [...document.querySelectorAll("#subtitle-finals li")].map(
+                (li) => [li.querySelector(".timestamp").textContent, li.querySelector(".text").textContent]);
+            const final = (index, cue, text, start) =>
+                subtitles.add({ text, start, end: start + 0.5, is_final: true, index, cue });
+            final(0, 0, " It was", 61.0);
+            final(1, 0, " the best", 62.0);
+            final(2, 0, ".", 62.5);  // punctuation joins without a space
+            final(3, 1, " Next", 63.0);
+            const live = lines();
+            // a finished session's transcript (?format=json): one object per cue
+            subtitles.load([{ text: "It was the best.", start: 61.0, end: 63.0 }, { text: "Next", start: 63.0, end: 63.5 }]);
+            return [live, lines()];
+        }"""
+    )
+
+    assert [text for _, text in live] == ["It was the best.", "Next"]
+    assert live == loaded  # the same lines, each stamped with its cue's start
 
 
 def test_the_transcript_follows_the_newest_line_until_the_reader_scrolls_up_and_colours_speakers(page):
@@ -260,6 +286,6 @@ def test_after_the_socket_is_cut_the_player_reconnects_and_resumes_the_session(p
     expect(page.locator("#player-state")).to_have_text("Completed")
     indexes = page.eval_on_selector_all("#subtitle-finals .segment", "s => s.map(e => Number(e.dataset.index))")
     assert indexes == list(range(len(indexes))), "the replayed transcript has gaps or duplicates"
-    transcript = rest.get(f"/api/sessions/{session['id']}/transcript?format=json").json()
-    assert len(indexes) == len(transcript)
+    transcript = rest.get(f"/api/sessions/{session['id']}/transcript?format=json&version=live").json()
+    assert page.locator("#subtitle-finals li").count() == len(transcript)  # one line per cue, as the export has
     expect(page.locator("#subtitle-finals")).to_contain_text("session", ignore_case=True)
