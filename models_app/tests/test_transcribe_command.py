@@ -1,10 +1,12 @@
-"""`manage.py transcribe` runs a recording through the streaming stream and prints the transcript."""
+"""`manage.py transcribe` prints a recording's transcript: one offline pass by default, or the
+streaming replay a session does with --live."""
 
 from __future__ import annotations
 
 import io
 import itertools
 import json
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -13,26 +15,55 @@ from models_app.tests.conftest import DEMO
 from transcriber_site.testing import tone, write_audio
 
 
-def transcribe(*args: str) -> str:
+def transcribe(*args: str, stderr: io.StringIO | None = None) -> str:
     out = io.StringIO()
-    call_command("transcribe", *args, stdout=out)
+    call_command("transcribe", *args, stdout=out, stderr=stderr or io.StringIO())
     return out.getvalue()
 
 
-def test_the_demo_prints_its_words():
-    text = transcribe(str(DEMO)).lower()
-
-    for word in ("welcome", "live transcription server", "session", "colleagues", "audio"):
-        assert word in text
+def says_the_demo(text: str) -> bool:
+    text = text.lower()
+    return all(w in text for w in ("welcome", "transcription server", "session", "colleagues", "audio"))
 
 
-def test_json_lists_the_final_segments():
-    segments = json.loads(transcribe(str(DEMO), "--format", "json", "--preset", "low_latency"))
+def test_by_default_one_offline_pass_prints_the_demos_words(monkeypatch):
+    from models_app.registry import registry
 
-    assert len(segments) >= 3
-    assert all(set(s) >= {"start", "end", "text"} for s in segments)
-    assert segments[0]["start"] < 1.0
-    assert all(a["end"] <= b["start"] + 1e-6 for a, b in itertools.pairwise(segments))
+    passes = []
+    offline = registry.transcribe_offline
+    monkeypatch.setattr(registry, "transcribe_offline", lambda *a, **kw: passes.append(a) or offline(*a, **kw))
+    monkeypatch.setattr(registry, "create_transcriber", None)  # no stream is made
+
+    assert says_the_demo(transcribe(str(DEMO)))
+    assert len(passes) == 1
+
+
+def test_live_replays_the_file_through_the_stream():
+    assert says_the_demo(transcribe(str(DEMO), "--live", "--preset", "low_latency", "--chunk-ms", "50"))
+
+
+@pytest.mark.parametrize("mode", [[], ["--live"]])
+def test_json_lists_the_cues_in_order(mode):
+    cues = json.loads(transcribe(str(DEMO), "--format", "json", *mode))
+
+    assert len(cues) >= 3
+    assert all(set(c) >= {"start", "end", "text", "words"} for c in cues)
+    assert cues[0]["start"] < 1.0
+    assert all(a["end"] <= b["start"] + 1e-6 for a, b in itertools.pairwise(cues))
+
+
+def test_partials_go_to_stderr_as_they_come_and_stdout_keeps_the_transcript():
+    err = io.StringIO()
+    out = transcribe(str(DEMO), "--live", "--partials", stderr=err)
+    lines = err.getvalue().splitlines()
+
+    partials = [line for line in lines if line.startswith("[partial ")]
+    finals = [line for line in lines if line.startswith("[final ")]
+    assert partials and finals
+    assert all(re.fullmatch(r"\[partial \d+\.\ds\] \S.*", line) for line in partials)
+    assert all(re.fullmatch(r"\[final \d+\.\d-\d+\.\ds\] \S.*", line) for line in finals)
+    assert "welcome" in " ".join(finals).lower()
+    assert "[partial" not in out and says_the_demo(out)
 
 
 def test_srt_and_vtt_are_well_formed():
@@ -59,7 +90,7 @@ def test_realtime_feeds_at_the_pace_the_audio_plays(tmp_path):
 
     short = write_audio(tmp_path / "short.flac", read_audio(DEMO)[: 16000 * 2], channels=1)
     started = time.monotonic()
-    transcribe(str(short), "--realtime")
+    transcribe(str(short), "--live", "--realtime")
 
     assert time.monotonic() - started >= 1.9
 
@@ -70,7 +101,12 @@ def test_realtime_feeds_at_the_pace_the_audio_plays(tmp_path):
         (["/no/such/file.wav"], "There is no file at /no/such/file.wav."),
         (["{DEMO}", "--model", "nope"], "There is no model 'nope'."),
         (["{DEMO}", "--language", "de"], "does not transcribe 'de'"),
-        (["{DEMO}", "--chunk-ms", "500"], "--chunk-ms must be between 20 and 100."),
+        (["{DEMO}", "--live", "--chunk-ms", "500"], "--chunk-ms must be between 20 and 100."),
+        (["{DEMO}", "--live", "--model", "nope"], "There is no model 'nope'."),
+        (["{DEMO}", "--preset", "low_latency"], "--preset applies only to --live"),
+        (["{DEMO}", "--realtime"], "--realtime applies only to --live"),
+        (["{DEMO}", "--chunk-ms", "50"], "--chunk-ms applies only to --live"),
+        (["{DEMO}", "--partials"], "--partials needs --live"),
         (["{NOT_AUDIO}"], "'notes.mp3' is not an audio or video file that can be decoded."),
     ],
 )
@@ -83,7 +119,8 @@ def test_bad_input_is_a_clear_error(tmp_path, args, message):
         transcribe(*args)
 
 
-def test_a_silent_file_prints_nothing(tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--live"]])
+def test_a_silent_file_prints_nothing(tmp_path, mode):
     silent = write_audio(tmp_path / "quiet.wav", tone(3.0, amplitude=0.0))
 
-    assert transcribe(str(silent)) == ""
+    assert transcribe(str(silent), *mode) == ""
