@@ -63,7 +63,7 @@ PRESETS: dict[str, PolicyConfig] = {
         "low_latency",
         interval_secs=0.3,
         pause_secs=0.35,
-        confirm_after_secs=1.5,
+        confirm_after_secs=1.2,
         max_buffer_secs=15.0,
         right_context_secs=0.4,
         trim_secs=8.0,
@@ -73,7 +73,7 @@ PRESETS: dict[str, PolicyConfig] = {
         "balanced",
         interval_secs=0.5,
         pause_secs=0.5,
-        confirm_after_secs=1.8,
+        confirm_after_secs=1.5,
         max_buffer_secs=20.0,
         right_context_secs=0.5,
         trim_secs=10.0,
@@ -97,6 +97,7 @@ CONTEXT_WORDS = 40  # committed words before the buffer kept as the prompt for t
 SPEECH_THRESHOLD = 0.5
 LOOP_SAMPLES_PER_WORD = SAMPLE_RATE * 6 // 100  # a repeated phrase squeezed into less than 60 ms a word is a loop
 CUT_PAUSE = SAMPLE_RATE // 4  # a gap this long after a final word is a clean place to cut the buffer
+DOUBT = 0.5  # a word the model gives less than this probability is final only by age, twice the age
 REWIND = SAMPLE_RATE // 2  # a new word that ends this long before the committed ones is the pass going back
 KEEP_QUIET = SAMPLE_RATE // 2  # cutting in silence keeps this much of the newest audio (onsets the VAD missed)
 
@@ -468,10 +469,19 @@ class StreamingPolicy(StreamingTranscriber):
         pause_from = self._last_pause()
         if pause_from is not None:
             agreed = max(agreed, sum(1 for w in words if w.middle < pause_from))
-        horizon = timeline.total - samples_of(config.confirm_after_secs)
+        # a word the model itself doubts waits for more of what follows it, and ages twice as long
+        doubted = next((i for i, w in enumerate(words) if w.probability is not None and w.probability < DOUBT), None)
+        if doubted is not None:
+            agreed = min(agreed, doubted)
+        age = samples_of(config.confirm_after_secs)
+        horizon, doubted_horizon = timeline.total - age, timeline.total - 2 * age
         if timeline.total - timeline.start > samples_of(config.max_buffer_secs):
-            horizon = max(horizon, timeline.total - 2 * samples_of(config.interval_secs))
-        while agreed < len(words) and words[agreed].end <= horizon:
+            horizon = doubted_horizon = max(horizon, timeline.total - 2 * samples_of(config.interval_secs))
+        while agreed < len(words):
+            word = words[agreed]
+            doubtful = word.probability is not None and word.probability < DOUBT
+            if word.end > (doubted_horizon if doubtful else horizon):
+                break
             agreed += 1
         return agreed
 
@@ -545,12 +555,15 @@ class StreamingPolicy(StreamingTranscriber):
             return max(timeline.committed_end, timeline.total - KEEP_QUIET)  # all final, and the speaker is silent
         if not timed:  # untimed words are placed, not heard: only their pauses are safe to cut at
             return None
-        for i in range(len(timeline.committed) - 2, -1, -1):
-            word, following = timeline.committed[i], timeline.committed[i + 1]
+        # the earliest clean place that brings the buffer under `trim_secs` (the pending words keep as
+        # much context as they can: cut a sentence before them and the model mishears them), else the latest
+        cuts = []
+        for word, following in itertools.pairwise(timeline.committed):
             paused = not timeline.speech_between(word.end + FRAME, following.start)
             if SENTENCE_END.search(word.text) or (paused and following.start - word.end >= CUT_PAUSE):
-                return (word.end + following.start) // 2
-        return None
+                cuts.append((word.end + following.start) // 2)
+        enough = [cut for cut in cuts if timeline.total - cut <= samples_of(self.config.trim_secs)]
+        return enough[0] if enough else (cuts[-1] if cuts else None)
 
     def _rest(self) -> None:
         """Nothing unconfirmed is being said: keep a little of the silence before the next speech,

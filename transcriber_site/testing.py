@@ -138,12 +138,21 @@ def repeated_phrases(streamed: str, *baselines: str, n: int = 5) -> list[str]:
     ]
 
 
-def lost_sentence_starts(offline: str, streamed: str) -> list[str]:
-    """Sentence openings (first two words) of the offline text the streamed text has fewer of."""
+def lost_sentence_starts(offline: str, streamed: str, reference: str | None = None) -> list[str]:
+    """Sentence openings (first two words) of the offline text that the streamed text has fewer of.
+
+    Where the words are known, only openings the reference has too count: a sentence the
+    offline pass invented is not one the stream lost.
+    """
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", offline.strip()) if len(words_of(s)) >= 2]
     openings = Counter(tuple(words_of(s)[:2]) for s in sentences)
     said = ngram_counts(streamed, 2)
-    return [" ".join(opening) for opening, times in openings.items() if said[opening] < times]
+    known = ngram_counts(reference, 2) if reference is not None else None
+    return [
+        " ".join(opening)
+        for opening, times in openings.items()
+        if said[opening] < times and (known is None or said[opening] < known[opening])
+    ]
 
 
 def espeak_available() -> bool:
@@ -450,7 +459,7 @@ class Differential:
 
     @property
     def lost_starts(self) -> list[str]:
-        return lost_sentence_starts(self.offline, self.streamed)
+        return lost_sentence_starts(self.offline, self.streamed, self.reference)
 
 
 def differential(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import string
-import zlib
 from pathlib import Path
 
 import ctranslate2
@@ -35,7 +34,6 @@ APPEND_PUNCTUATION = set("\"'.。,，!！?？:：”)]}、")
 PREPEND_PUNCTUATION = set("\"'“¿([{-")
 ENGLISH_ONLY_VOCABULARY = 51864
 NO_SPEECH = 0.8  # a pass Whisper itself deems this likely silent gives no words
-MAX_COMPRESSION_RATIO = 2.4  # text that compresses better than this is a repetition loop, as Whisper judges
 
 
 def bundled_model_path() -> Path | None:
@@ -164,11 +162,10 @@ class WhisperEngine(Engine):
         # the sequences start with the forced prefix; what follows it is this pass's own text
         texts = [[t for t in r.sequences_ids[0] if t < tok.eot] for r, tok in zip(results, tokenizers, strict=True)]
         frames = [min(len(r.audio) // 160, MAX_FRAMES) for r in requests]
+        # a looping continuation is kept: the policy cuts the loop off by its times, and keeps what came before it
         keep = [
-            len(tokens) > len(prefix)
-            and result.no_speech_prob < NO_SPEECH
-            and not looping(tokenizer.decode(tokens[len(prefix) :]))
-            for tokens, prefix, result, tokenizer in zip(texts, prefixes, results, tokenizers, strict=True)
+            len(tokens) > len(prefix) and result.no_speech_prob < NO_SPEECH
+            for tokens, prefix, result in zip(texts, prefixes, results, strict=True)
         ]
         if not any(keep):
             return [PassResult(continues_prefix=True) for _ in requests]
@@ -248,12 +245,6 @@ class WhisperEngine(Engine):
                 Word(text, float(first_step[a]), float(first_step[b]), float(probs[a:b].mean()) if b > a else None)
             )
         return merge_punctuation(timed)
-
-
-def looping(text: str) -> bool:
-    """Whisper's own test for a decoder stuck repeating itself."""
-    data = text.encode()
-    return len(data) > 24 and len(data) / len(zlib.compress(data)) > MAX_COMPRESSION_RATIO
 
 
 def merge_punctuation(words: list[Word]) -> list[Word]:

@@ -52,7 +52,9 @@ def test_a_word_is_final_only_once_two_passes_agree_on_it(demo_audio):
     engine = Scripted(lambda n, secs: [(" welcome", 0.0, 0.5), (f" guess{n}", 0.6, 0.9)])
     stream = stream_over(engine)
     finals = []
-    for offset in range(0, 16000 * 3, 1600):  # the first 3 s: continuous speech, no pause
+    # continuous speech, no pause, and stopping before the guessed word is old enough to be final by age
+    until = 0.9 + PRESETS["balanced"].confirm_after_secs - 0.2
+    for offset in range(0, int(16000 * until), 1600):
         finals += stream.push_audio(demo_audio[offset : offset + 1600]).finals
 
     assert [w.text for s in finals for w in s.words] == [" welcome"]
@@ -208,3 +210,26 @@ def test_untimed_words_do_not_straddle_a_pause(demo_audio):
     assert [w.text for w in words] == names
     silent_from, silent_to = 1.3 + 0.1, 1.7 - 0.1  # inside the gap, beyond the VAD's padding
     assert not any(w.start < silent_from and w.end > silent_to for w in words)
+
+
+def test_a_word_the_model_doubts_is_final_only_by_age_and_twice_as_late(demo_audio):
+    class Doubting(Scripted):
+        def transcribe(self, requests):
+            results = super().transcribe(requests)
+            return [
+                PassResult([Word(w.text, w.start, w.end, 0.2 if "doubt" in w.text else 0.9) for w in r.words])
+                for r in results
+            ]
+
+    engine = Doubting(lambda n, secs: [(" sure", 0.0, 0.4), (" doubt", 0.5, 0.9), (" later", 1.0, 1.3)])
+    stream = stream_over(engine)
+    age = PRESETS["balanced"].confirm_after_secs
+    final_at = {}
+    for offset in range(0, int(16000 * (0.9 + 2 * age + 0.6)), 1600):
+        for segment in stream.push_audio(demo_audio[offset : offset + 1600]).finals:
+            for word in segment.words:
+                final_at[word.text] = stream.now
+
+    assert list(final_at) == [" sure", " doubt", " later"]  # in order: nothing after a doubted word goes first
+    assert final_at[" sure"] < 0.4 + age
+    assert final_at[" doubt"] >= 0.9 + 2 * age
