@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/sessions.py [--sessions 1,5,10,20] [--seconds 25]
 
-For each N, N sessions play the same ~25 s speech recording (espeak-ng) at once through
+For each N, N sessions play the same 25 s of recorded read prose (the evaluation set's
+`two_cities`, `transcriber_site/speech_set.py`) at once through
 one `SessionWorker` in this process (as the embedded server runs them), and the bench
 listens to every session's group as a client would. Prints:
 * lag of final subtitles behind the audio clock: the session's position when a final
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -57,25 +57,15 @@ from sessions_app.models import TranscriptionSession
 from sessions_app.runner import SessionWorker
 
 GOAL_P95 = 2.5
-TEXT = (
-    "The city council met on Tuesday evening to discuss the new budget. Several members asked for more money for "
-    "public transport, while others wanted to lower taxes. Scientists have discovered a new species of frog in the "
-    "mountains of South America. The tiny animal is bright yellow and can jump very far for its size."
-)
 
 
 def recording(seconds: float) -> MediaFile:
-    wav = WORKDIR / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), TEXT], check=True)
-    media = MediaFile.import_file(wav, "speech.wav")
-    if media.duration_secs > seconds + 0.5:  # cut to length: the bench's own copy
-        from media_app.audio import read_audio
-        from transcriber_site.testing import write_audio
+    """The recorded read prose of the evaluation set (two_cities), cut to `seconds`: the bench's own copy."""
+    from transcriber_site import speech_set
+    from transcriber_site.testing import write_audio
 
-        cut = write_audio(WORKDIR / "cut.flac", read_audio(media.path)[: int(seconds * 16000)], channels=1)
-        media.delete()
-        media = MediaFile.import_file(cut, "speech.flac")
-    return media
+    audio = speech_set.clip("two_cities").audio[: int(seconds * 16000)]
+    return MediaFile.import_file(write_audio(WORKDIR / "speech.flac", audio, channels=1), "two_cities.flac")
 
 
 class Peak(threading.Thread):

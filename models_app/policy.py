@@ -76,7 +76,7 @@ PRESETS: dict[str, PolicyConfig] = {
         confirm_after_secs=1.5,
         max_buffer_secs=20.0,
         right_context_secs=0.5,
-        trim_secs=10.0,
+        trim_secs=8.0,
         min_speech_secs=1.0,
     ),
     "accurate": PolicyConfig(
@@ -97,7 +97,8 @@ CONTEXT_WORDS = 40  # committed words before the buffer kept as the prompt for t
 SPEECH_THRESHOLD = 0.5
 LOOP_SAMPLES_PER_WORD = SAMPLE_RATE * 6 // 100  # a repeated phrase squeezed into less than 60 ms a word is a loop
 CUT_PAUSE = SAMPLE_RATE // 4  # a gap this long after a final word is a clean place to cut the buffer
-DOUBT = 0.5  # a word the model gives less than this probability is final only by age, twice the age
+DOUBT = 0.5  # a word the model gives less than this probability is final only by age, and later
+DOUBT_WAIT = SAMPLE_RATE  # how much later
 REWIND = SAMPLE_RATE // 2  # a new word that ends this long before the committed ones is the pass going back
 KEEP_QUIET = SAMPLE_RATE // 2  # cutting in silence keeps this much of the newest audio (onsets the VAD missed)
 
@@ -469,12 +470,12 @@ class StreamingPolicy(StreamingTranscriber):
         pause_from = self._last_pause()
         if pause_from is not None:
             agreed = max(agreed, sum(1 for w in words if w.middle < pause_from))
-        # a word the model itself doubts waits for more of what follows it, and ages twice as long
+        # a word the model itself doubts waits for more of what follows it, and ages `DOUBT_WAIT` longer
         doubted = next((i for i, w in enumerate(words) if w.probability is not None and w.probability < DOUBT), None)
         if doubted is not None:
             agreed = min(agreed, doubted)
-        age = samples_of(config.confirm_after_secs)
-        horizon, doubted_horizon = timeline.total - age, timeline.total - 2 * age
+        horizon = timeline.total - samples_of(config.confirm_after_secs)
+        doubted_horizon = horizon - DOUBT_WAIT
         if timeline.total - timeline.start > samples_of(config.max_buffer_secs):
             horizon = doubted_horizon = max(horizon, timeline.total - 2 * samples_of(config.interval_secs))
         while agreed < len(words):

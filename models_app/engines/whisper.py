@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 MAX_FRAMES = 3000  # the encoder's 30 s of 10 ms mel frames
 TAIL_SILENCE = np.zeros(SAMPLE_RATE, np.float32)  # one second after the buffer: "the audio ends here"
 TOKENS_PER_SECOND = 50  # alignment time steps (encoder frames) per second
+TOKENS_PER_SPEECH_SECOND = 6  # more than fast speech needs, punctuation included
 CONTEXT_TOKENS = 48  # at most this much confirmed text goes into the prompt
 APPEND_PUNCTUATION = set("\"'.。,，!！?？:：”)]}、")
 PREPEND_PUNCTUATION = set("\"'“¿([{-")
@@ -149,7 +150,12 @@ class WhisperEngine(Engine):
         encoded = self.model.model.encode(ctranslate2.StorageView.from_array(batch.astype(np.float32)))
         tokenizers = [self.tokenizer(*self.task_for(r.language, r.target_language)) for r in requests]
         prompts, prefixes = self._prompts(requests, tokenizers)
-        budget = max(int(len(r.audio) / SAMPLE_RATE * 6) + 10 for r in requests)
+        # tokens to generate: enough for fast speech over the buffer, less what the prefix already says
+        # (a decoder that loops after the real text runs until this budget is spent)
+        budget = max(
+            max(int(len(r.audio) / SAMPLE_RATE * TOKENS_PER_SPEECH_SECOND) - len(prefix), 0) + 10
+            for r, prefix in zip(requests, prefixes, strict=True)
+        )
         results = self.model.model.generate(
             encoded,
             prompts,
