@@ -1,17 +1,21 @@
-"""Streaming quality and speed of the bundled Whisper (tiny.en) through the streaming policy.
+"""Streaming fidelity and speed of the bundled Whisper (tiny.en) through the streaming policy.
 
     .venv/bin/python bench/streaming.py [--presets balanced,low_latency,accurate] [--streams 1,5,10,15,20]
 
-Prints, on clips synthesised with espeak-ng from known text (nothing is committed):
-* WER of the streamed transcript and of one offline pass of the same model (greedy, the
-  whole clip at once), per preset, and their ratio (goal: streamed <= 1.2x offline);
+Prints, on the recorded-speech evaluation set (`transcriber_site/speech_set.py`: four
+recordings, five transformed copies of each, a 112 s programme) and, beside it, on clips
+synthesised with espeak-ng from known text (nothing is committed):
+* per clip and preset, the differential judgement of `models_app/tests/test_streaming_fidelity.py`:
+  WER of the streamed and the offline transcript against the known words (goal: streamed
+  at most 1 point above offline), WER of streamed against offline, phrases said more often
+  than offline says them, and offline sentence openings the stream lost (goal: none);
 * latency of finals (when a final word was emitted minus the word's end, replaying the
-  clips in real time; goal p50 <= 1.0 s, p95 <= 2.0 s) and of partials (when a word
+  recordings in real time; goal p50 <= 1.0 s, p95 <= 2.0 s) and of partials (when a word
   first showed, in a partial or a final; goal p50 <= 0.5 s);
 * CPU seconds per second of audio for one stream, and for N concurrent real-time streams
-  in one process: the worst lag of feeding behind real time, p95 final latency, CPU use,
-  and the mean batch size; N streams are sustained while p95 final latency stays under
-  2.5 s and no stream's feeding falls 2 s behind.
+  of a recording in one process: the worst lag of feeding behind real time, p50/p95 final
+  latency, CPU use, and the mean batch size; N streams are sustained while p95 final
+  latency stays under 2.5 s and no stream's feeding falls 2 s behind.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from faster_whisper import decode_audio
 from models_app.policy import normalise
 from models_app.registry import registry
 from models_app.streaming import TranscriptionChunk, Word
-from transcriber_site.testing import word_error_rate
+from transcriber_site import speech_set
+from transcriber_site.testing import differential, words_of
 
 TEXTS = [
     "Welcome to the live transcription server. Upload a recording, start a session, and invite your colleagues. "
@@ -61,12 +66,12 @@ SUSTAINED_P95 = 2.5  # seconds: finals this late at the 95th percentile still co
 SR = 16000
 
 
-def synthesise(directory: Path) -> list[tuple[str, np.ndarray]]:
+def synthesise(directory: Path) -> list[speech_set.Clip]:
     clips = []
     for i, text in enumerate(TEXTS):
         path = directory / f"clip{i}.wav"
         subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
-        clips.append((text, decode_audio(str(path))))
+        clips.append(speech_set.Clip(f"espeak-{i}", decode_audio(str(path)), text, "espeak", None))
     return clips
 
 
@@ -130,44 +135,62 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def bench_quality(clips: list[tuple[str, np.ndarray]], presets: list[str]) -> None:
-    model = registry.loaded("whisper").engine.model  # type: ignore[attr-defined]
-    offline = []
-    for text, audio in clips:
-        segments, _ = model.transcribe(audio, language="en", beam_size=1, condition_on_previous_text=True)
-        offline.append(word_error_rate(text, " ".join(s.text for s in segments)))
-    offline_wer = float(np.mean(offline))
-    print(f"offline, one pass per clip (greedy):  WER {offline_wer:6.1%}")
+def fmt(value: float | None) -> str:
+    return "    -" if value is None else f"{value:5.1%}"
+
+
+def bench_fidelity(clips: list[speech_set.Clip], presets: list[str]) -> None:
+    print("fidelity: streamed against offline, same model and decoding (WER against the known words where known)")
     for preset in presets:
-        streamed = []
-        cpu0 = time.process_time()
-        for text, audio in clips:
-            streamed.append(word_error_rate(text, replay(preset, audio, realtime=False).text))
-        cpu = time.process_time() - cpu0
-        audio_secs = sum(len(a) for _, a in clips) / SR
-        mean = float(np.mean(streamed))
+        print(f"  preset {preset}:")
+        print(f"    {'clip':28s} {'offline':>7s} {'stream':>7s} {'vs off':>7s}  repeated / lost openings")
+        failures, cpu, seconds = 0, 0.0, 0.0
+        errors = {"streamed": 0.0, "offline": 0.0, "words": 0.0}  # over the clips with known words
+        for clip in clips:
+            cpu0 = time.process_time()
+            result = differential(clip, preset=preset)
+            cpu += time.process_time() - cpu0
+            seconds += clip.seconds
+            worse = (
+                result.streamed_wer is not None
+                and result.offline_wer is not None
+                and result.streamed_wer > result.offline_wer + 0.01
+            )
+            if clip.reference and result.streamed_wer is not None and result.offline_wer is not None:
+                words = len(words_of(clip.reference))
+                errors["words"] += words
+                errors["streamed"] += result.streamed_wer * words
+                errors["offline"] += result.offline_wer * words
+            bad = worse or result.repeated or result.lost_starts
+            failures += bool(bad)
+            print(
+                f"    {clip.name:28s} {fmt(result.offline_wer):>7s} {fmt(result.streamed_wer):>7s}"
+                f" {fmt(result.against_offline):>7s}  {len(result.repeated)} / {len(result.lost_starts)}"
+                + (f"   <- {result.repeated[:2]} {result.lost_starts[:2]}" if bad else "")
+            )
         print(
-            f"streamed, preset {preset:12s} WER {mean:6.1%}  ({mean / offline_wer:.2f}x offline)"
-            f"   CPU {cpu / audio_secs:.3f} s per s of audio"
+            f"    {failures} of {len(clips)} clips miss the fidelity goal; over the clips with known words,"
+            f" streamed {errors['streamed']:.0f} and offline {errors['offline']:.0f} word errors in"
+            f" {errors['words']:.0f} words ({errors['streamed'] / errors['words']:.1%} and"
+            f" {errors['offline'] / errors['words']:.1%}); CPU {cpu / seconds:.3f} s per s of audio"
         )
 
 
-def bench_latency(clips: list[tuple[str, np.ndarray]], presets: list[str]) -> None:
+def bench_latency(clips: list[speech_set.Clip], presets: list[str], label: str) -> None:
     for preset in presets:
         finals: list[float] = []
         partials: list[float] = []
-        for _, audio in clips:
-            result = replay(preset, audio, realtime=True)
+        for clip in clips:
+            result = replay(preset, clip.audio, realtime=True)
             finals += result.final_latencies()
             partials += result.partial_latencies()
         print(
-            f"latency, preset {preset:12s} finals p50 {pct(finals, 50):.2f} s  p95 {pct(finals, 95):.2f} s"
+            f"latency, {label}, preset {preset:12s} finals p50 {pct(finals, 50):.2f} s  p95 {pct(finals, 95):.2f} s"
             f"   partials p50 {pct(partials, 50):.2f} s  p95 {pct(partials, 95):.2f} s   ({len(finals)} words)"
         )
 
 
-def bench_streams(clips: list[tuple[str, np.ndarray]], counts: list[int], preset: str) -> None:
-    audio = np.concatenate([a for _, a in clips[:2]])  # about 25 s per stream
+def bench_streams(audio: np.ndarray, counts: list[int], preset: str) -> None:
     runner = registry.loaded("whisper").runner
     print(f"concurrent real-time streams, preset {preset}, {len(audio) / SR:.0f} s of audio each:")
     for n in counts:
@@ -190,7 +213,8 @@ def bench_streams(clips: list[tuple[str, np.ndarray]], counts: list[int], preset
         batch = (runner.stats.passes - passes0) / max(runner.stats.calls - calls0, 1)
         verdict = "sustained" if pct(finals, 95) <= SUSTAINED_P95 and lag < 2.0 else "falls behind"
         print(
-            f"  N={n:3d}: worst lag {lag:5.2f} s, finals p95 {pct(finals, 95):5.2f} s, CPU {cpu / wall:4.2f} cores,"
+            f"  N={n:3d}: worst lag {lag:5.2f} s, finals p50 {pct(finals, 50):5.2f} s p95 {pct(finals, 95):5.2f} s,"
+            f" CPU {cpu / wall:4.2f} cores,"
             f" mean batch {batch:4.1f}  -> {verdict}"
         )
 
@@ -200,19 +224,26 @@ def main() -> None:
     parser.add_argument("--presets", default="balanced,low_latency,accurate")
     parser.add_argument("--streams", default="1,5,10,15,20")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-fidelity", action="store_true")
     args = parser.parse_args()
     presets = args.presets.split(",")
+    recorded = speech_set.evaluation_set()
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as tmp:
-        clips = synthesise(Path(tmp))
-    audio_secs = sum(len(a) for _, a in clips) / SR
+        synthetic = synthesise(Path(tmp))
     provider = registry.describe("whisper")["provider"]
-    print(f"{len(clips)} clips, {audio_secs:.0f} s of espeak-ng speech, Whisper on {provider}")
+    print(
+        f"{len(recorded)} recorded clips ({sum(c.seconds for c in recorded):.0f} s) and {len(synthetic)} espeak-ng"
+        f" clips ({sum(c.seconds for c in synthetic):.0f} s), Whisper on {provider}"
+    )
     registry.loaded("whisper")
-    bench_quality(clips, presets)
+    if not args.skip_fidelity:
+        bench_fidelity(recorded + synthetic, presets)
     if not args.skip_latency:
-        bench_latency(clips, presets)
+        bench_latency(speech_set.recordings(), presets, "recorded")
+        bench_latency(synthetic, presets, "espeak")
     if args.streams:
-        bench_streams(clips, [int(n) for n in args.streams.split(",")], presets[0])
+        two_cities = speech_set.clip("two_cities").audio
+        bench_streams(two_cities, [int(n) for n in args.streams.split(",")], presets[0])
 
 
 if __name__ == "__main__":
