@@ -27,8 +27,8 @@ from models_app.policy import (
     Span,
     heard,
     join_words,
-    placed_over_speech,
     samples_of,
+    spans_of,
     speech_runs_of,
     without_loops,
 )
@@ -118,15 +118,12 @@ def transcribe(
             ),
             priority=priority,
         )
-        if result.timed:
-            spans = [
-                Span(w.text, min(start + samples_of(w.start), end), min(start + samples_of(max(w.start, w.end)), end))
-                for w in result.words
-            ]
-        else:
-            spans = placed_over_speech(result.words, speech, start)
         floor = words[-1].end if words else 0
-        spans = without_loops(heard([Span(w.text, max(w.start, floor), max(w.end, floor)) for w in spans], runs))
+        spans = [
+            Span(w.text, max(w.start, floor), max(w.end, floor), w.probability)
+            for w in spans_of(result, start, end, speech)
+        ]
+        spans = without_loops(heard(spans, runs))
         seek = end
         if result.timed and (skipped := first_skip(spans, speech[-1][1], runs)) is not None:
             resume = (spans[skipped - 1].end + spans[skipped].start) // 2 if skipped else spans[0].start

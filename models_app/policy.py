@@ -178,6 +178,22 @@ def _before_squeezed(words: list[Span], cut: int) -> list[Span]:
     return words[:cut]
 
 
+def spans_of(result: PassResult, start: int, end: int, runs: list[tuple[int, int]]) -> list[Span]:
+    """A pass's words in samples of media time: its audio began at sample `start` and ended
+    by `end`; untimed words are placed over the stretches of speech `runs`."""
+    if not result.timed:
+        return placed_over_speech(result.words, runs, start)
+    return [
+        Span(
+            w.text,
+            min(start + samples_of(w.start), end),
+            min(start + samples_of(max(w.end, w.start)), end),
+            w.probability,
+        )
+        for w in result.words
+    ]
+
+
 def placed_over_speech(words: list[Word], runs: list[tuple[int, int]], floor: int) -> list[Span]:
     """Times for untimed words: spread over the stretches of speech `runs` by their length,
     each within one stretch (never across a pause), none before sample `floor`."""
@@ -404,7 +420,7 @@ class StreamingPolicy(StreamingTranscriber):
                 prefix=join_words(timeline.committed) if self.supports_prefix else "",
             )
         )
-        words = self._on_timeline(result)
+        words = spans_of(result, timeline.start, timeline.total, timeline.speech_runs(timeline.start, timeline.total))
         if not result.continues_prefix:
             words = self._after_committed(words)
         words = heard(without_loops(self._going_forward(words)), timeline.speech_runs)
@@ -414,19 +430,6 @@ class StreamingPolicy(StreamingTranscriber):
         segments = self._final_segments(committed) + self._partial_segments(timeline.pending)
         self._trim(result.timed)
         return TranscriptionChunk(segments)
-
-    def _on_timeline(self, result: PassResult) -> list[Span]:
-        """The pass's words in samples of media time (untimed ones placed over the speech)."""
-        timeline = self.timeline
-        if not result.timed:
-            runs = timeline.speech_runs(timeline.start, timeline.total)
-            return placed_over_speech(result.words, runs, timeline.start)
-        spans = []
-        for w in result.words:
-            start = min(timeline.start + samples_of(w.start), timeline.total)
-            end = min(timeline.start + samples_of(max(w.end, w.start)), timeline.total)
-            spans.append(Span(w.text, start, end, w.probability))
-        return spans
 
     def _after_committed(self, words: list[Span]) -> list[Span]:
         """The part of a whole-buffer pass that follows the committed words.
