@@ -8,6 +8,11 @@ fill: under light load a pass runs alone at once.
 Work has a priority: live passes (`LIVE`) always go before background work such as the
 offline pass over a finished recording (`BACKGROUND`), and the two never share a batch,
 so a long offline chunk never slows a live stream's call down.
+
+One request never fails another: when a batch fails (or answers with the wrong number
+of results), each of its requests runs again alone, so only the one at fault gets the
+error. Whatever a request does, the inference thread lives on, and a caller never
+waits longer than its priority's timeout.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from models_app.engines.base import Engine, PassRequest, PassResult
@@ -26,17 +32,28 @@ log = logging.getLogger(__name__)
 
 LIVE = 0
 BACKGROUND = 10
+# A caller gives up after this long (waiting in the queue included): a live pass waits
+# behind at most a few batches; background work waits behind every live pass.
+TIMEOUT_SECS = {LIVE: 60.0, BACKGROUND: 900.0}
+
+
+class PassFailed(Exception):
+    """A pass that could not be made; the message is a sentence for the session's error."""
 
 
 @dataclass
 class BatchStats:
     calls: int = 0
     passes: int = 0
+    failed: int = 0  # requests that got an error
     busy_secs: float = 0.0
 
     @property
     def mean_batch(self) -> float:
         return self.passes / self.calls if self.calls else 0.0
+
+
+Waiting = tuple[PassRequest, "Future[PassResult]"]
 
 
 class BatchRunner:
@@ -57,34 +74,64 @@ class BatchRunner:
         with self._ready:
             heapq.heappush(self._waiting, (priority, next(self._arrivals), request, future))
             self._ready.notify()
-        return future.result()
+        timeout = TIMEOUT_SECS.get(priority, TIMEOUT_SECS[BACKGROUND])
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            future.cancel()  # still queued: it is dropped; running: its result is thrown away
+            raise PassFailed(f"The model {self.name} gave no result within {timeout:.0f} s.") from None
 
-    def _next_batch(self) -> list[tuple[PassRequest, Future[PassResult]]]:
+    def _next_batch(self) -> list[Waiting]:
         with self._ready:
-            while not self._waiting:
-                self._ready.wait()
-            priority = self._waiting[0][0]
-            batch: list[tuple[PassRequest, Future[PassResult]]] = []
-            while self._waiting and self._waiting[0][0] == priority and len(batch) < self.engine.max_batch:
-                _, _, request, future = heapq.heappop(self._waiting)
-                batch.append((request, future))
-            return batch
+            while True:
+                while not self._waiting:
+                    self._ready.wait()
+                priority = self._waiting[0][0]
+                batch: list[Waiting] = []
+                while self._waiting and self._waiting[0][0] == priority and len(batch) < self.engine.max_batch:
+                    _, _, request, future = heapq.heappop(self._waiting)
+                    if future.set_running_or_notify_cancel():  # False: its caller has given up
+                        batch.append((request, future))
+                if batch:
+                    return batch
 
     def _loop(self) -> None:
         while True:
             batch = self._next_batch()
             started = time.perf_counter()
             try:
-                results = self.engine.transcribe([request for request, _ in batch])
-            except Exception as exc:
-                log.exception("%s: a batch of %d passes failed", self.name, len(batch))
+                self._answer(batch)
+            except BaseException as exc:  # nothing a request does may end this thread
+                log.exception("%s: the inference thread caught an error it did not expect", self.name)
                 for _, future in batch:
-                    future.set_exception(exc)
-                continue
+                    if not future.done():
+                        future.set_exception(PassFailed(f"The model {self.name} failed: {exc!r}"))
             finally:
                 with self._ready:
                     self.stats.calls += 1
                     self.stats.passes += len(batch)
                     self.stats.busy_secs += time.perf_counter() - started
-            for (_, future), result in zip(batch, results, strict=True):
-                future.set_result(result)
+
+    def _answer(self, batch: list[Waiting]) -> None:
+        try:
+            results = self._transcribe([request for request, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                log.warning("%s: a pass failed: %r", self.name, exc)
+                with self._ready:
+                    self.stats.failed += 1
+                batch[0][1].set_exception(exc)
+                return
+            log.warning("%s: a batch of %d passes failed (%r); running each alone", self.name, len(batch), exc)
+            for one in batch:
+                self._answer([one])
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
+
+    def _transcribe(self, requests: list[PassRequest]) -> list[PassResult]:
+        results = self.engine.transcribe(requests)
+        if not isinstance(results, list) or len(results) != len(requests):
+            got = len(results) if isinstance(results, list) else type(results).__name__
+            raise PassFailed(f"The model {self.name} answered {got} results for {len(requests)} passes.")
+        return results
