@@ -3,6 +3,11 @@
 On join: session_info, every final subtitle so far, then the session's live events.
 `ready` asks for the audio: the server makes a peer, offers, and the browser answers.
 Wrong input gets an {"type": "error", "message": ...} and the socket stays usable.
+
+Whatever a message does, the socket's resources (its group, its listener row, its peer
+and audio track) are released when the socket goes: `__call__` cleans up in a
+`finally`, so even an error no handler expected cannot leave a peer behind. Messages
+are bounded (WS_MAX_MESSAGE_BYTES, MAX_JSON_DEPTH) before they are parsed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from django.conf import settings
 from sessions_app import events
 from sessions_app.models import ENDED, Listener, TranscriptionSession, TranscriptVersion
 from sessions_app.webrtc import SERVER_ID, ListenerTrack, announce_public_ip, hub, peer_connection
+from transcriber_site.lib.http import parse_json, shown
+from transcriber_site.lib.serving import WS_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +47,54 @@ class SessionConsumer(AsyncWebsocketConsumer):
     offered = False
     last_index = -1  # the last final subtitle sent, so that none is sent twice
     linger: asyncio.Task[None] | None = None
+    cleaned = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.shield(self.clean_up())
 
     async def connect(self) -> None:
         await self.accept()
         session_id = self.scope["url_route"]["kwargs"].get("session_id")
         if session_id is not None:
-            await self.guarded(self.join, {"session_id": session_id})
+            await self.guarded(self.join, {"type": "join", "session_id": session_id})
 
     async def disconnect(self, code: int) -> None:
+        await self.clean_up()
+
+    async def clean_up(self) -> None:
+        """Release what this socket holds; once, however the socket ended."""
+        if self.cleaned:
+            return
+        self.cleaned = True
         if self.linger is not None:
             self.linger.cancel()
+        steps = [self.close_peer()]
         if self.session_id is not None:
-            await self.channel_layer.group_discard(events.group(self.session_id), self.channel_name)
-            await database_sync_to_async(Listener.objects.filter(channel_name=self.channel_name).delete)()
-        await self.close_peer()
+            # a row left behind (the database unavailable now) stops counting after LISTENER_STALE_SECS
+            steps.append(database_sync_to_async(Listener.objects.filter(channel_name=self.channel_name).delete)())
+            steps.append(self.channel_layer.group_discard(events.group(self.session_id), self.channel_name))
+        for step in steps:  # each one, whatever the one before did
+            try:
+                await step
+            except Exception:
+                log.exception("session %s: cleaning up a socket", self.session_id)
 
     # --- messages from the browser ------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.error("Messages must be JSON text, not binary frames.")
+            return
+        if len(text_data) > WS_MAX_MESSAGE_BYTES:  # uvicorn refuses these already; daphne does not
+            await self.error(f"Messages are limited to {WS_MAX_MESSAGE_BYTES // 1024} KiB.")
+            return
         try:
-            message = json.loads(text_data or "")
-        except ValueError:
-            await self.error("Messages must be JSON text.")
+            message = parse_json(text_data)
+        except ValueError as exc:
+            await self.error("Messages must be JSON text." if "nested" not in str(exc) else str(exc))
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             await self.error('Messages must be JSON objects with a "type".')
@@ -75,15 +108,21 @@ class SessionConsumer(AsyncWebsocketConsumer):
         }
         handler = handlers.get(message["type"])
         if handler is None:
-            await self.error(f"Unknown message type '{message['type']}'; expected one of {', '.join(MESSAGE_TYPES)}.")
+            await self.error(
+                f"Unknown message type '{shown(message['type'])}'; expected one of {', '.join(MESSAGE_TYPES)}."
+            )
             return
         await self.guarded(handler, message)
 
     async def guarded(self, handler: Any, message: dict[str, Any]) -> None:
+        """Run a handler; a refusal goes back as its sentence, any other failure as a plain one."""
         try:
             await handler(message)
         except ProtocolError as exc:
             await self.error(str(exc))
+        except Exception:
+            log.exception("session %s: a %s message failed", self.session_id, message.get("type"))
+            await self.error(f"The server could not handle this {message.get('type')} message; it has been logged.")
 
     async def join(self, message: dict[str, Any]) -> None:
         raw = message.get("session_id")
@@ -100,11 +139,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 f"Session {session_id} has ended ({session.state}); its transcript is at "
                 f"/api/sessions/{session_id}/transcript."
             )
-        self.session_id = session_id
-        await self.channel_layer.group_add(events.group(session_id), self.channel_name)
+        # the row first: if the database refuses it, nothing is joined and the join can be sent again
         await database_sync_to_async(Listener.objects.create)(
             session=session, channel_name=self.channel_name, server_id=SERVER_ID
         )
+        self.session_id = session_id
+        await self.channel_layer.group_add(events.group(session_id), self.channel_name)
         info, finals = await database_sync_to_async(self._history)(session)
         await self.send_json({"type": "session_info", "session": info, "server_time": time.time()})
         for event in finals:

@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from media_app.audio import ACCEPTED_EXTENSIONS
 from media_app.models import MediaFile
@@ -20,7 +20,7 @@ from models_app.transcript import CONTENT_TYPES, FORMATS, render
 from sessions_app import events
 from sessions_app.models import LIVE, Listener, State, TranscriptionSession, TranscriptVersion, TransitionError
 from sessions_app.webrtc import SERVER_ID, hub
-from transcriber_site.lib.http import ApiError, api, json_body
+from transcriber_site.lib.http import ApiError, api, json_body, shown
 
 
 @api("GET")
@@ -60,11 +60,13 @@ async def health(request: HttpRequest) -> HttpResponse:
 class NewSession(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), str_strip_whitespace=True)
 
-    model_id: str
-    media_id: int
-    language: str | None = None
-    target_language: str | None = None
-    preset: str = DEFAULT_PRESET
+    # Strict: `true` is not media 1, and "7" is not a number. Bounded: a value that may be
+    # repeated in an error message is never longer than a real one.
+    model_id: str = Field(max_length=64)
+    media_id: int = Field(strict=True)
+    language: str | None = Field(default=None, max_length=16)
+    target_language: str | None = Field(default=None, max_length=16)
+    preset: str = Field(default=DEFAULT_PRESET, max_length=32)
 
 
 @api("GET", "POST")
@@ -107,7 +109,11 @@ def create_session(request: HttpRequest) -> HttpResponse:
             target_language=target or "",
             preset=new.preset,
         )
-    async_to_sync(events.dispatch_start)(session.pk)
+    try:
+        async_to_sync(events.dispatch_start)(session.pk)
+    except Exception as exc:  # the channel layer (Redis) is down: no worker can hear of it
+        session.fail(f"No worker could be asked to run the session: the channel layer is unavailable ({exc}).")
+        raise ApiError(503, "The server cannot reach its workers (its channel layer is down); try again.") from None
     return JsonResponse(session.to_dict(), status=201)
 
 
@@ -149,7 +155,7 @@ def session_transcript(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_session(session_id)
     fmt = request.GET.get("format", "txt")
     if fmt not in FORMATS:
-        raise ApiError(400, f"Unknown transcript format '{fmt}'; use one of {', '.join(FORMATS)}.")
+        raise ApiError(400, f"Unknown transcript format '{shown(fmt)}'; use one of {', '.join(FORMATS)}.")
     version = transcript_version(session, request.GET.get("version"))
     segments = list(session.segments.filter(version=version))
     response = HttpResponse(render(segments, fmt), content_type=CONTENT_TYPES[fmt])
@@ -165,7 +171,8 @@ def transcript_version(session: TranscriptionSession, asked: str | None) -> str:
     if asked is None:
         return versions[-1]
     if asked not in TranscriptVersion.values:
-        raise ApiError(400, f"Unknown transcript version '{asked}'; use one of {', '.join(TranscriptVersion.values)}.")
+        known = ", ".join(TranscriptVersion.values)
+        raise ApiError(400, f"Unknown transcript version '{shown(asked)}'; use one of {known}.")
     if asked not in versions:
         if session.state in (State.STOPPED, State.ERROR):
             how = "was stopped" if session.state == State.STOPPED else "ended in an error"

@@ -40,6 +40,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 PORT = env.int("PORT", default=8000)
 PUBLIC_IP = env.str("PUBLIC_IP", default="")
 WS_HOST = env.str("WS_HOST", default="")
+# A client gets this long to send a request's headers; then the connection is closed (408).
+HEADER_TIMEOUT_SECS = env.float("HEADER_TIMEOUT_SECS", default=10.0)
 
 # --- Models -------------------------------------------------------------------------
 USE_GPU = env.bool("USE_GPU", default=False)

@@ -64,7 +64,19 @@ def test_list_and_read(client, make_media):
         (
             {"model_id": "whisper", "media_id": "x"},
             400,
-            "Field 'media_id': Input should be a valid integer, unable to parse string as an integer.",
+            "Field 'media_id': Input should be a valid integer.",
+        ),
+        ({"model_id": "whisper", "media_id": True}, 400, "Field 'media_id': Input should be a valid integer."),
+        ({"model_id": "whisper", "media_id": "7"}, 400, "Field 'media_id': Input should be a valid integer."),
+        (
+            {"model_id": "w" * 1_000_000, "media_id": "{media}"},
+            400,
+            "Field 'model_id': String should have at most 64 characters.",
+        ),
+        (
+            {"model_id": "whisper", "media_id": "{media}", "language": "e" * 100_000},
+            400,
+            "Field 'language': String should have at most 16 characters.",
         ),
         (
             {"model_id": "whisper", "media_id": "{media}", "colour": "red"},
@@ -104,6 +116,50 @@ def test_a_body_that_is_not_a_json_object_is_refused(client, raw):
         "The request body is not valid JSON.",
         "The request body must be a JSON object.",
     )
+
+
+@pytest.mark.parametrize("depth", [33, 100_000])
+def test_deeply_nested_json_is_a_400_sentence_not_a_500(client, depth):
+    raw = b"[" * depth + b"]" * depth
+
+    response = client.post("/api/sessions", raw, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "JSON nested deeper than 32 levels is not accepted."}
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(client, make_media):
+    media = make_media(1.0)
+    raw = json.dumps({"model_id": "[" * 40, "media_id": media.id}).encode()
+
+    response = client.post("/api/sessions", raw, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("There is no model '[[[[")
+
+
+def test_unknown_transcript_formats_are_not_echoed_at_length(client, make_media):
+    session = new_session(make_media(1.0))
+
+    response = client.get(f"/api/sessions/{session.pk}/transcript", {"format": "x" * 100_000})
+
+    assert response.status_code == 400
+    assert len(response.json()["error"]) < 200
+
+
+def test_a_locked_database_is_a_503_sentence(client, make_media, monkeypatch):
+    from django.db import OperationalError
+
+    media = make_media(1.0)
+
+    def locked(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(TranscriptionSession.objects, "create", locked)
+    response = post(client, "/api/sessions", {"model_id": "whisper", "media_id": media.id})
+
+    assert response.status_code == 503
+    assert response.json() == {"error": "The database is busy or unreachable; try again in a moment."}
 
 
 def test_the_concurrent_session_limit_is_a_429_naming_it(client, make_media, settings):

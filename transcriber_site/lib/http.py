@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+
+log = logging.getLogger(__name__)
+
+# No message of the protocol nests deeper than a few levels; json.loads would recurse
+# until a RecursionError on ten thousand brackets.
+MAX_JSON_DEPTH = 32
+SHOWN_CHARS = 60  # of a client's value repeated in an error message
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class ApiError(Exception):
@@ -24,12 +37,47 @@ def error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
+def shown(value: object) -> str:
+    """A client's value as an error message repeats it: never more than SHOWN_CHARS of it."""
+    text = str(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"… ({len(text)} characters)"
+
+
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def parse_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads for what clients send: ValueError (with a sentence) for invalid or too deeply nested JSON."""
+    if isinstance(text, bytes):
+        text = text.decode()  # UnicodeDecodeError is a ValueError
+    depth = 0
+    for match in _STRUCTURE.finditer(text):  # strings are matched whole, so their brackets do not count
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise ValueError(f"JSON nested deeper than {max_depth} levels is not accepted.")
+        elif token in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except RecursionError:  # the check above makes this unreachable; kept so no input ever escapes as one
+        raise ValueError(f"JSON nested deeper than {max_depth} levels is not accepted.") from None
+    except ValueError:
+        raise ValueError("The text is not valid JSON.") from None
+
+
 def json_body(request: HttpRequest) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
     try:
-        data = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "The request body is not valid JSON.") from None
+        body = request.body
+    except RequestDataTooBig:
+        raise ApiError(413, "The request body is too large for a JSON request.") from None
+    try:
+        data = parse_json(body or b"{}")
+    except ValueError as exc:
+        message = str(exc) if "nested" in str(exc) else "The request body is not valid JSON."
+        raise ApiError(400, message) from None
     if not isinstance(data, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     return data
@@ -40,6 +88,10 @@ ViewResult = HttpResponse | dict[str, Any] | list[Any]
 
 def api(*methods: str) -> Callable[[Callable[..., ViewResult]], Callable[..., HttpResponse]]:
     """Make a JSON API view: allowed methods, JSON out, ApiError turned into its response.
+
+    A full disk (MEDIA_DIR or the temporary directory) answers 507 with a sentence,
+    whichever step of the request ran out of space; a database that is locked or gone
+    answers 503.
 
     The API has no cookie-based authentication, so CSRF protection has nothing to
     protect there; it stays on for the admin and the page.
@@ -57,6 +109,14 @@ def api(*methods: str) -> Callable[[Callable[..., ViewResult]], Callable[..., Ht
                 result = view(request, *args, **kwargs)
             except ApiError as exc:
                 return error(exc.status, exc.message)
+            except OperationalError as exc:  # SQLite locked past its timeout, PostgreSQL gone
+                log.error("%s %s: database unavailable: %s", request.method, request.path, exc)
+                return error(503, "The database is busy or unreachable; try again in a moment.")
+            except OSError as exc:
+                if exc.errno not in OUT_OF_SPACE:
+                    raise
+                log.error("%s %s: out of disk space: %s", request.method, request.path, exc)
+                return error(507, "The server is out of disk space; nothing was saved. Try again once space is freed.")
             if isinstance(result, HttpResponse):
                 return result
             return JsonResponse(result, safe=False)

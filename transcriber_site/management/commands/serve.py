@@ -6,6 +6,8 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from transcriber_site.lib.serving import uvicorn_options
+
 
 class Command(BaseCommand):
     help = "Serve the site (HTTP and WebSocket) with uvicorn, the production server."
@@ -26,4 +28,5 @@ class Command(BaseCommand):
             lifespan="on",
             log_level="info",
             server_header=False,
+            **uvicorn_options(),  # header timeout, WebSocket message size, pings
         )
