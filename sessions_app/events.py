@@ -87,17 +87,20 @@ def transcript(version: str, error: str | None = None) -> dict[str, Any]:
 
 
 async def publish_async(session_id: int, event: dict[str, Any]) -> None:
+    """Send to the session's group. A channel layer that is down (Redis gone) loses the event,
+    never the session: what it announces is saved, and a listener resyncs from the API."""
     layer = get_channel_layer()
-    if layer is not None:
+    if layer is None:
+        return
+    try:
         await layer.group_send(group(session_id), event)
+    except Exception as exc:
+        log.warning("session %s: could not publish %s: %r", session_id, event.get("type"), exc)
 
 
 def publish(session_id: int, event: dict[str, Any]) -> None:
     """Send from synchronous code (views, model methods run in threads)."""
-    try:
-        async_to_sync(publish_async)(session_id, event)
-    except Exception:  # the change itself is saved; a listener resyncs from the API
-        log.exception("session %s: could not publish %s", session_id, event.get("type"))
+    async_to_sync(publish_async)(session_id, event)
 
 
 async def dispatch_start(session_id: int) -> None:

@@ -130,7 +130,13 @@ class TranscriptionSession(models.Model):
             current.save(update_fields=["state", *fields])
         self.refresh_from_db()
         log.info("session %s: %s -> %s", self.pk, old, new)
-        events.publish(self.pk, events.clock(self))
+        self._announce(events.clock(self))
+
+    def _announce(self, event: dict[str, Any]) -> None:
+        """Publish once the change is committed: inside a caller's transaction, a listener told
+        now could read the old row, or hear of a change that is then rolled back."""
+        session_id = self.pk
+        transaction.on_commit(lambda: events.publish(session_id, event))
 
     def claim(self, worker_id: str) -> bool:
         """A worker takes the session (still starting: it loads the model next); False if taken."""
@@ -171,10 +177,13 @@ class TranscriptionSession(models.Model):
     def fail(self, error: str) -> None:
         self._end(State.ERROR, error=error)
 
-    def _end(self, state: str, **fields: Any) -> None:
+    def _end(self, state: str, last_alive: datetime | None = None, **fields: Any) -> None:
+        """End the session where its clock is now, or where it was at `last_alive` (the last
+        heartbeat of a worker that died: the time since then was never played)."""
         self.refresh_from_db()
-        self._transition(state, ended_at=timezone.now(), ended_position_secs=self.position(), **fields)
-        events.publish(self.pk, events.ended(self))
+        at = last_alive.timestamp() if last_alive is not None else None
+        self._transition(state, ended_at=timezone.now(), ended_position_secs=self.position(at), **fields)
+        self._announce(events.ended(self))
 
     # --- the API's view of a session --------------------------------------------------------------
 
@@ -227,6 +236,7 @@ class TranscriptionSession(models.Model):
             heartbeat = session.heartbeat_at.strftime("%H:%M:%S") if session.heartbeat_at else "?"
             ended += session._end_quietly(
                 State.ERROR,
+                last_alive=session.heartbeat_at,
                 error=f"The worker running this session ({session.worker_id}) stopped responding; "
                 f"its last heartbeat was at {heartbeat} UTC.",
             )
@@ -248,13 +258,13 @@ class TranscriptionSession(models.Model):
             live = live.exclude(worker_id="").exclude(heartbeat_at__gte=fresh_after)
         ended = []
         for session in live:
-            ended += session._end_quietly(State.STOPPED, stop_reason=reason)
+            ended += session._end_quietly(State.STOPPED, last_alive=session.heartbeat_at, stop_reason=reason)
         return ended
 
-    def _end_quietly(self, state: str, **fields: Any) -> list[int]:
+    def _end_quietly(self, state: str, last_alive: datetime | None = None, **fields: Any) -> list[int]:
         """End the session unless another process got there first."""
         try:
-            self._end(state, **fields)
+            self._end(state, last_alive, **fields)
         except TransitionError:
             return []
         return [self.pk]

@@ -20,6 +20,11 @@ reported in every status (`degraded`, `lag_secs`) and on the row:
     level 3  lag >= 10 s   the audio behind is skipped (counted in `skipped_secs`)
 
 and it steps back down when the lag has halved.
+
+The database never stalls the play: finals are written by a background writer (and
+announced once saved, in order), so a database locked for a minute delays the saved
+transcript, not the transcription; state changes are retried until it answers again.
+The intake and heartbeat loops are supervised (`transcriber_site.lib.supervise`).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import soundfile
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from models_app.batching import BACKGROUND
@@ -57,6 +62,7 @@ from sessions_app.models import (
     TranscriptVersion,
     TransitionError,
 )
+from transcriber_site.lib.supervise import Supervised
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,25 @@ class Level:
 LEVELS = [Level(0.0, 1.0, True), Level(1.5, 2.0, True), Level(3.0, 4.0, False), Level(10.0, 4.0, False)]
 SKIP_KEEPS_SECS = 2.0  # at level 3, the audio older than this behind the clock is skipped
 FINAL_PASSES_AT_ONCE = 2  # each holds a pool thread while it waits behind live passes
+# The database may be locked (SQLite, past its 30 s timeout) or gone a while (PostgreSQL
+# restarting): a state change is tried again for this long before the session gives up.
+DB_UNAVAILABLE = (OperationalError, InterfaceError)
+DB_RETRY_SECS = 180.0
+
+
+async def retrying(fn: Any, *args: Any) -> Any:
+    """Run a database call in a thread; while the database is unavailable, try again with backoff."""
+    deadline = time.monotonic() + DB_RETRY_SECS
+    delay = 0.5
+    while True:
+        try:
+            return await database_sync_to_async(fn)(*args)
+        except DB_UNAVAILABLE as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unavailable (%s); trying again in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class WavSource:
@@ -104,6 +129,8 @@ class SessionRun:
         self.fed = 0  # samples pushed into the stream
         self.index = 0  # of the next live row
         self.cues = CueBuilder()  # the live transcript's cues, built as the finals come
+        self.unsaved: list[TranscriptSegment] = []  # finals waiting for the database, in order
+        self.writer: asyncio.Task[None] | None = None
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -130,8 +157,8 @@ class SessionRun:
             path = await database_sync_to_async(lambda: session.media.path if session.media else None)()
             if path is None or not path.exists():
                 raise ModelError("The recording of this session has been deleted.")
-            source = WavSource(str(path))
-            await database_sync_to_async(session.start_clock)()
+            source = await self.worker.in_thread(WavSource, str(path))
+            await retrying(session.start_clock)
             await self.play(stream, source)
         except TransitionError:
             pass  # stopped meanwhile, by the API or a sweeper: nothing more to do
@@ -142,10 +169,13 @@ class SessionRun:
                 log.exception("session %s: failed", self.id)
             message = str(exc) if isinstance(exc, ModelError) else f"Transcription failed: {exc}"
             with contextlib.suppress(TransitionError):
-                await database_sync_to_async(session.fail)(message)
+                await retrying(session.fail, message)
         finally:
             if source is not None:
                 source.close()
+            if self.writer is not None and not self.writer.done():
+                with contextlib.suppress(Exception):  # the rows that can still be saved are
+                    await self.writer
 
     async def play(self, stream: StreamingTranscriber, source: WavSource) -> None:
         session = self.session
@@ -174,12 +204,14 @@ class SessionRun:
                     log.warning(
                         "session %s: %.1f s behind, skipped %.1f s of audio", self.id, self.lag_secs, skip / SAMPLE_RATE
                     )
-                await self.push(stream, source.read(self.fed, target))
+                await self.push(stream, await self.worker.in_thread(source.read, self.fed, target))
             if self.fed >= source.frames and session.state == State.RUNNING:
                 await self.publish(await self.worker.in_thread(stream.finalize))
-                await database_sync_to_async(session.complete)()
+                await self.saved()
+                await retrying(session.complete)
                 self.worker.start_final_pass(session)
                 return
+            self.save_soon()
             if time.monotonic() >= next_status:
                 next_status = time.monotonic() + STATUS_SECS
                 await self.send_status()
@@ -201,16 +233,15 @@ class SessionRun:
             log.info("session %s: lag %.1f s, degradation level %d -> %d", self.id, self.lag_secs, self.level, level)
             self.level = level
             stream.set_pace(base_interval * LEVELS[level].interval_factor, LEVELS[level].partials)
-            self.session.degraded = level
-            await database_sync_to_async(TranscriptionSession.objects.filter(pk=self.id).update)(degraded=level)
+            self.session.degraded = level  # saved on the row with the next heartbeat
 
     async def publish(self, chunk: TranscriptionChunk) -> None:
-        rows: list[TranscriptSegment] = []
+        """Queue the chunk's finals for the writer (announced once saved); the partial goes out now."""
         for segment in chunk.finals:
             # a final without word times still counts, as one word over its whole time
             words = segment.words or [Word(" " + segment.text.strip(), segment.start_time, segment.end_time)]
             for piece in self.cues.add(words, segment.speaker):
-                rows.append(
+                self.unsaved.append(
                     TranscriptSegment(
                         session_id=self.id,
                         index=self.index,
@@ -224,18 +255,47 @@ class SessionRun:
                     )
                 )
                 self.index += 1
-        if rows:
-            await database_sync_to_async(TranscriptSegment.objects.bulk_create)(rows)
-            for row in rows:
-                await events.publish_async(self.id, row.to_event())
+        self.save_soon()
         partial = chunk.partial
         if partial is not None:
             await events.publish_async(
                 self.id, events.subtitle(partial.text, partial.start_time, partial.end_time, False, partial.speaker)
             )
 
+    def save_soon(self) -> None:
+        """Start the writer if finals wait and it is not already writing."""
+        if self.unsaved and (self.writer is None or self.writer.done()):
+            self.writer = asyncio.create_task(self._write(), name=f"writer-{self.id}")
+
+    async def _write(self) -> None:
+        rows = list(self.unsaved)
+        try:
+            await database_sync_to_async(TranscriptSegment.objects.bulk_create)(rows)  # all or none
+        except DB_UNAVAILABLE as exc:
+            log.warning("session %s: %d finals wait for the database: %s", self.id, len(rows), exc)
+            return  # kept; the next tick tries again
+        del self.unsaved[: len(rows)]
+        for row in rows:
+            await events.publish_async(self.id, row.to_event())
+
+    async def saved(self) -> None:
+        """Wait until every final so far is in the database (retrying while it is unavailable)."""
+        deadline = time.monotonic() + DB_RETRY_SECS
+        while True:
+            if self.writer is not None:
+                await self.writer
+            if not self.unsaved:
+                return
+            if time.monotonic() > deadline:
+                raise OperationalError(f"{len(self.unsaved)} finals could not be saved: the database is unavailable")
+            await asyncio.sleep(1.0)
+            self.save_soon()
+
     async def send_status(self) -> None:
-        clients = await database_sync_to_async(lambda: self.session.client_count)()
+        try:
+            clients = await database_sync_to_async(lambda: self.session.client_count)()
+        except DB_UNAVAILABLE:
+            return  # a status is only news; the next one comes in a second
         status = events.status(self.session, self.session.position(), clients, self.lag_secs)
         status["skipped_secs"] = round(self.skipped_secs, 1)
         await events.publish_async(self.id, status)
@@ -259,13 +319,23 @@ class SessionWorker:
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
     async def serve(self) -> None:
-        """Run until cancelled: take sessions, keep heartbeats and clocks, sweep orphans."""
-        log.info("worker %s: taking sessions (capacity %d)", self.id, self.capacity)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._take_sessions())
-            group.create_task(self._keep_up())
+        """Run until cancelled: take sessions, keep heartbeats and clocks, sweep orphans.
 
-    async def _take_sessions(self) -> None:
+        Both loops are supervised: an error (the database locked, Redis gone) is logged and
+        the loop starts again after a backoff, while the sessions already running go on.
+        """
+        log.info("worker %s: taking sessions (capacity %d)", self.id, self.capacity)
+        loops = [
+            Supervised("worker-intake", self._take_sessions).start(),
+            Supervised("worker-heartbeat", self._keep_up, settings.WORKER_HEARTBEAT_SECS).start(),
+        ]
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for supervised in loops:
+                await supervised.stop()
+
+    async def _take_sessions(self, supervised: Supervised) -> None:
         layer = get_channel_layer()
         assert layer is not None
         while True:
@@ -273,8 +343,16 @@ class SessionWorker:
                 self._room.clear()
                 await self._room.wait()
             message = await layer.receive(events.WORKER_CHANNEL)
-            if message.get("type") == "session.start":
+            supervised.beat()
+            if message.get("type") != "session.start":
+                continue
+            try:
                 await self.start(int(message["session_id"]))
+            except Exception:
+                # not taken: put it back for the next try, here or in another worker
+                # (a session nobody takes ends after SESSION_START_TIMEOUT_SECS, with a sentence)
+                await layer.send(events.WORKER_CHANNEL, message)
+                raise
 
     async def start(self, session_id: int) -> None:
         session = await database_sync_to_async(
@@ -306,7 +384,7 @@ class SessionWorker:
             async with self._final_slots:
                 words = await self._transcribe_whole(session)
             pieces = CueBuilder().add(words)
-            await database_sync_to_async(save_final_transcript)(session.pk, pieces)
+            await retrying(save_final_transcript, session.pk, pieces)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -335,7 +413,7 @@ class SessionWorker:
         )
         return words
 
-    async def _keep_up(self) -> None:
+    async def _keep_up(self, supervised: Supervised) -> None:
         last_beat = 0.0
         while True:
             await asyncio.sleep(REFRESH_SECS)
@@ -343,7 +421,9 @@ class SessionWorker:
                 await self._refresh_clocks()
             if time.monotonic() - last_beat >= settings.WORKER_HEARTBEAT_SECS:
                 last_beat = time.monotonic()
-                await database_sync_to_async(self._beat)()
+                levels = {run.id: run.level for run in self.runs.values()}
+                await database_sync_to_async(self._beat)(levels)
+                supervised.beat()
 
     async def _refresh_clocks(self) -> None:
         fields = ["id", "state", "started_at", "paused_at", "paused_secs", "ended_position_secs"]
@@ -355,8 +435,15 @@ class SessionWorker:
             if run is not None:
                 run.follow(row)
 
-    def _beat(self) -> None:
-        TranscriptionSession.objects.filter(worker_id=self.id, state__in=LIVE).update(heartbeat_at=timezone.now())
+    def _beat(self, levels: dict[int, int]) -> None:
+        """Heartbeats for the sessions this worker still runs (one whose task has died stops
+        beating, and the sweeper ends it), with their degradation levels; then the sweep."""
+        now = timezone.now()
+        for level in set(levels.values()):
+            ids = [pk for pk, at in levels.items() if at == level]
+            TranscriptionSession.objects.filter(pk__in=ids, worker_id=self.id, state__in=LIVE).update(
+                heartbeat_at=now, degraded=level
+            )
         TranscriptionSession.sweep_orphans()
 
     async def shutdown(self, reason: str) -> None:

@@ -246,10 +246,10 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path, t
 class RedisServer:
     """Debian's redis-server on a free loopback port, in memory only, for scale-out tests."""
 
-    def __init__(self, root: Path) -> None:
-        self.port = free_port()
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.port = port or free_port()  # a port: start again where a killed one was
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log_path = root / f"redis-{self.port}.log"
+        self.log_path = root / f"redis-{self.port}-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> RedisServer:

@@ -90,3 +90,58 @@ async def test_with_separate_workers_only_sessions_of_dead_workers_are_stopped_a
     await database_sync_to_async(alive.refresh_from_db)()
     assert dead.state == State.STOPPED
     assert alive.state == State.RUNNING
+
+
+def test_a_session_stopped_after_a_restart_ends_where_its_worker_last_beat(make_media, settings):
+    """The downtime between the crash and the restart was never played: it is not progress."""
+    media = make_media(60.0)
+    session = running(media, "previous:1:x", heartbeat_age=0)
+    played_then = timezone.now() - timedelta(seconds=30)  # 10 s played, then the process died 30 s ago
+    TranscriptionSession.objects.filter(pk=session.pk).update(
+        started_at=played_then - timedelta(seconds=10), heartbeat_at=played_then
+    )
+
+    TranscriptionSession.stop_left_running("The server restarted.", only_stale=False)
+
+    session.refresh_from_db()
+    assert session.state == State.STOPPED
+    assert session.to_dict()["progress_secs"] == pytest.approx(10.0, abs=0.2)
+
+
+def test_a_swept_session_ends_where_its_worker_last_beat(make_media, settings):
+    settings.WORKER_HEARTBEAT_TIMEOUT_SECS = 10
+    media = make_media(60.0)
+    session = running(media, "host:1:dead", heartbeat_age=0)
+    beat = timezone.now() - timedelta(seconds=20)
+    TranscriptionSession.objects.filter(pk=session.pk).update(started_at=beat - timedelta(seconds=5), heartbeat_at=beat)
+
+    assert TranscriptionSession.sweep_orphans() == [session.pk]
+
+    session.refresh_from_db()
+    assert session.position() == pytest.approx(5.0, abs=0.2)
+
+
+def test_state_changes_are_announced_only_once_committed(make_media, monkeypatch):
+    from django.db import transaction
+
+    from sessions_app import events
+
+    sent: list[str] = []
+    monkeypatch.setattr(events, "publish", lambda session_id, event: sent.append(event["type"]))
+    session = running(make_media(2.0), "host:1:x", heartbeat_age=0)
+    sent.clear()
+
+    with transaction.atomic():
+        session.pause()
+        session.refresh_from_db()
+        assert session.state == State.PAUSED
+        assert sent == []  # a listener told now could read the row before the change is committed
+    assert sent == ["session.clock"]
+
+    try:
+        with transaction.atomic():
+            session.stop("never")
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    assert sent == ["session.clock"]  # a change rolled back is never announced
