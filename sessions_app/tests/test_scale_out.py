@@ -53,6 +53,7 @@ def cluster(tmp_path, media_dir):
                 yield web, redis, a, b
 
 
+@pytest.mark.chaos
 def test_several_workers_share_the_sessions_and_a_dead_worker_fails_only_its_own(cluster):
     web, redis, a, b = cluster
     media = {m["filename"]: m["id"] for m in api(web, "/api/media")}
@@ -77,10 +78,17 @@ def test_several_workers_share_the_sessions_and_a_dead_worker_fails_only_its_own
         if owners[sid] == victim:
             assert final["state"] == end["state"] == "error"
             assert f"The worker running this session ({victim}) stopped responding" in final["error"]
+            # every final announced before the kill is in the transcript
+            said = " ".join(e["text"] for e in seen[sid] if e["type"] == "session.subtitle" and e["is_final"]).split()
+            with urllib.request.urlopen(f"{web.url}/api/sessions/{sid}/transcript?format=txt&version=live") as r:
+                assert r.read().decode().split()[: len(said)] == said
         else:
             assert final["state"] == end["state"] == "completed", final
             text = " ".join(e["text"] for e in seen[sid] if e["type"] == "session.subtitle" and e["is_final"])
             assert "transcription" in text.lower()
+    health = api(web, "/api/health")
+    assert (health["live_sessions"], health["peers"], health["listeners"]) == (0, 0, 0)
+    assert {m["filename"] for m in api(web, "/api/media")} == set(media)  # the library is intact
 
 
 class SessionWatcher:
