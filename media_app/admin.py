@@ -9,7 +9,8 @@ from media_app.models import MediaFile, MediaInUse
 
 @admin.register(MediaFile)
 class MediaFileAdmin(admin.ModelAdmin[MediaFile]):
-    list_display = ["filename", "original_format", "duration", "size_bytes", "created_at"]
+    list_display = ["filename", "original_format", "duration", "size_bytes", "created_at", "missing_since"]
+    list_filter = [("missing_since", admin.EmptyFieldListFilter)]  # "Empty": the file is there
     search_fields = ["filename", "stored_path"]
     readonly_fields = [
         "stored_path",
@@ -19,6 +20,7 @@ class MediaFileAdmin(admin.ModelAdmin[MediaFile]):
         "sample_rate",
         "channels",
         "created_at",
+        "missing_since",
     ]
 
     @admin.display(description="duration", ordering="duration_secs")

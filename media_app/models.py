@@ -3,12 +3,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import re
 import secrets
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 from django.db import models, transaction
@@ -42,6 +43,9 @@ class MediaFile(models.Model):
     sample_rate = models.PositiveIntegerField(default=audio.SAMPLE_RATE)
     channels = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
+    missing_since = models.DateTimeField(
+        null=True, blank=True, help_text="When a scan found the file gone; cleared when a scan finds it again"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -53,6 +57,18 @@ class MediaFile(models.Model):
     def path(self) -> Path:
         return settings.MEDIA_DIR / self.stored_path
 
+    @property
+    def missing(self) -> bool:
+        """The stored file is not there now (MEDIA_DIR not mounted, the file removed by hand)."""
+        return not self.path.is_file()
+
+    @property
+    def missing_message(self) -> str:
+        return (
+            f"The file of '{self.filename}' is missing from the media directory; "
+            "it can be played again once it is back."
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -63,6 +79,7 @@ class MediaFile(models.Model):
             "sample_rate": self.sample_rate,
             "channels": self.channels,
             "created_at": self.created_at.isoformat(),
+            "missing": self.missing,
         }
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
@@ -74,6 +91,20 @@ class MediaFile(models.Model):
             path.unlink(missing_ok=True)
         log.info("media %s deleted (%s)", self.pk, self.stored_path)
         return result
+
+    def prune(self) -> bool:
+        """Delete the row of a recording whose file is gone (`scan_media --prune`); False if the file is back.
+
+        Raises MediaInUse like delete(); its sessions keep the recording's name, not the link.
+        """
+        deleting.send(sender=MediaFile, instance=self)
+        pk = self.pk
+        with media_dir_lock():
+            if not self.missing:
+                return False
+            super().delete()
+        log.warning("media %s pruned: its file %s is gone", pk, self.stored_path)
+        return True
 
     @classmethod
     def import_file(cls, source: Path, display_name: str) -> MediaFile:
@@ -88,18 +119,19 @@ class MediaFile(models.Model):
         final = _unique_stored_name(media_dir, display_name)
         partial = media_dir / f".{final.name}{PARTIAL_SUFFIX}"
         try:
-            stored = audio.convert_to_wav(source, partial, display_name)
-            with media_dir_lock(), transaction.atomic():
-                media = cls.objects.create(
-                    filename=display_name,
-                    stored_path=final.name,
-                    original_format=audio.extension_of(display_name),
-                    duration_secs=stored.duration_secs,
-                    size_bytes=stored.size_bytes,
-                    sample_rate=stored.sample_rate,
-                    channels=stored.channels,
-                )
-                partial.replace(final)
+            with writing(partial):  # held until the rename, so that no start-up cleanup takes it
+                stored = audio.convert_to_wav(source, partial, display_name)
+                with media_dir_lock(), transaction.atomic():
+                    media = cls.objects.create(
+                        filename=display_name,
+                        stored_path=final.name,
+                        original_format=audio.extension_of(display_name),
+                        duration_secs=stored.duration_secs,
+                        size_bytes=stored.size_bytes,
+                        sample_rate=stored.sample_rate,
+                        channels=stored.channels,
+                    )
+                    partial.replace(final)
         finally:
             partial.unlink(missing_ok=True)
         log.info("media %s imported from %r: %.1f s", media.pk, display_name, media.duration_secs)
@@ -139,3 +171,53 @@ def media_dir_lock() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# A file being written (a partial wav, a temporary upload) is held under an exclusive flock
+# by the process writing it; remove_if_abandoned() deletes only files nobody holds, so a
+# start-up removes what a killed process left and never what a live one writes.
+
+
+def hold_new_file(handle: IO[bytes], path: Path) -> bool:
+    """Lock the file just created at `path` for as long as `handle` stays open.
+
+    False when a cleanup removed it between its creation and the lock: create another.
+    """
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    return _still_at(handle, path)
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Create `path` empty and hold it (see hold_new_file) while the block writes it by its name."""
+    while True:
+        handle = open(path, "xb")  # noqa: SIM115  (kept open, and so locked, for the whole block)
+        if hold_new_file(handle, path):
+            break
+        handle.close()
+    with handle:
+        yield
+
+
+def remove_if_abandoned(path: Path) -> bool:
+    """Delete `path` unless a live process holds it; True if it was deleted."""
+    try:
+        with open(path, "rb") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            if not _still_at(handle, path):
+                return False  # removed or replaced meanwhile: not the file that was found
+            path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _still_at(handle: IO[bytes], path: Path) -> bool:
+    try:
+        named, held = path.stat(), os.fstat(handle.fileno())
+    except FileNotFoundError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)

@@ -94,6 +94,8 @@ def create_session(request: HttpRequest) -> HttpResponse:
     media = MediaFile.objects.filter(pk=new.media_id).first()
     if media is None:
         raise ApiError(400, f"There is no media file with id {new.media_id}.")
+    if media.missing:
+        raise ApiError(409, media.missing_message)
     with transaction.atomic():
         _serialise_creation()
         if TranscriptionSession.objects.filter(state__in=LIVE).count() >= settings.MAX_CONCURRENT_SESSIONS:

@@ -59,6 +59,9 @@ DIAR_MODEL_PATH = env.str("DIAR_MODEL_PATH", default="")
 # --- Media and sessions -------------------------------------------------------------
 MEDIA_DIR = Path(env.str("MEDIA_DIR", default=str(BASE_DIR / "media"))).resolve()
 MAX_UPLOAD_SIZE_MB = env.int("MAX_UPLOAD_SIZE_MB", default=1024)
+# Uploads are spooled here while they arrive and convert (empty: MEDIA_DIR/.uploads, the
+# server's own); each start removes what a killed process left (media_app.uploads).
+UPLOAD_TEMP_DIR = env.str("UPLOAD_TEMP_DIR", default="")
 MAX_CONCURRENT_SESSIONS = env.int("MAX_CONCURRENT_SESSIONS", default=10)
 SESSION_TIMEOUT_SECS = env.int("SESSION_TIMEOUT_SECS", default=3600)
 # Workers write a heartbeat on their sessions this often; one silent for the timeout is dead.
@@ -150,10 +153,11 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
 
 # Uploads always go to a temporary file on disk (never into memory), through a handler
-# that counts the bytes and stops at MAX_UPLOAD_SIZE_MB whatever the client declared.
+# that counts the bytes and stops at MAX_UPLOAD_SIZE_MB whatever the client declared;
+# the file lies in UPLOAD_TEMP_DIR, locked while its request runs.
 FILE_UPLOAD_HANDLERS = [
     "media_app.uploads.SizeLimitedUploadHandler",
-    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+    "media_app.uploads.LockedTemporaryFileUploadHandler",
 ]
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 MEDIA_ROOT = MEDIA_DIR

@@ -16,7 +16,8 @@ async def server_started() -> None:
     from sessions_app.lifecycle import runtime
 
     report = await sync_to_async(scan_media_dir, thread_sensitive=True)()
-    log.info("media library: %s", report.lines()[-1])
+    # recordings stay listed when MEDIA_DIR is empty or not mounted; the operator should hear of it
+    log.log(logging.WARNING if report.missing else logging.INFO, "media library: %s", report.lines()[-1])
     await runtime.start()
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import socket
+import wave
+from pathlib import Path
 
+import numpy as np
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
@@ -13,6 +17,12 @@ from transcriber_site.lib.asgi import BodySizeLimit
 from transcriber_site.testing import LiveServer, tone, write_audio
 
 LIMIT = 1000
+MIB = 1024 * 1024
+
+
+def leftovers(media_dir: Path) -> list[str]:
+    """Every file under MEDIA_DIR but its lock file: partial files and temporary uploads included."""
+    return [p.relative_to(media_dir).as_posix() for p in media_dir.rglob("*") if p.is_file() and p.name != ".lock"]
 
 
 class Recorder:
@@ -125,7 +135,7 @@ def test_the_real_server_refuses_a_chunked_upload_over_the_limit(server, tmp_pat
 
     assert status == 413
     assert body == {"error": "The upload is larger than the 1 MB limit (MAX_UPLOAD_SIZE_MB)."}
-    assert [p.name for p in server.media_dir.iterdir() if p.name != ".lock"] == []
+    assert leftovers(server.media_dir) == []
 
 
 @pytest.mark.slow
@@ -139,7 +149,7 @@ def test_the_real_server_refuses_a_declared_upload_over_the_limit(server, tmp_pa
     response = connection.getresponse()
 
     assert response.status == 413
-    assert [p.name for p in server.media_dir.iterdir() if p.name != ".lock"] == []
+    assert leftovers(server.media_dir) == []
 
 
 @pytest.mark.slow
@@ -164,3 +174,82 @@ def test_a_chunked_upload_within_the_limit_is_asked_for_its_length(server, tmp_p
 
     assert status == 411
     assert body == {"error": "Send the upload with a Content-Length header; chunked uploads are not accepted."}
+
+
+def wav_of_exactly(size: int) -> bytes:
+    """A 16 kHz mono wav of exactly `size` bytes (44 of header, the rest samples)."""
+    count = (size - 44) // 2
+    samples = (np.sin(np.arange(count) * 2 * np.pi * 440 / 16000) * 10000).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(samples.tobytes())
+    data = buffer.getvalue()
+    assert len(data) == size
+    return data
+
+
+def form(file: bytes, boundary: str, note: str | None = None) -> bytes:
+    """A multipart body with the file and, when given, a text field before it."""
+    field = f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\n{note}\r\n'.encode() if note else b""
+    return field + multipart("exact.wav", file, boundary)
+
+
+FRAMINGS = {
+    "plain": {"boundary": "XyZ"},
+    "long boundary and a text field": {"boundary": "b" * 70, "note": "n" * 100_000},
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("framing", FRAMINGS.values(), ids=FRAMINGS.keys())
+def test_a_file_of_exactly_the_limit_is_accepted_whatever_the_framing(client, settings, framing):
+    settings.MAX_UPLOAD_SIZE_MB = 1
+    body = form(wav_of_exactly(MIB), **framing)
+
+    response = client.post(
+        "/api/media/upload", data=body, content_type=f"multipart/form-data; boundary={framing['boundary']}"
+    )
+
+    assert response.status_code == 201, response.content
+    assert response.json()["duration_secs"] == pytest.approx((MIB - 44) / 2 / 16000, abs=0.001)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("framing", FRAMINGS.values(), ids=FRAMINGS.keys())
+def test_a_file_one_byte_over_the_limit_is_refused_whatever_the_framing(client, settings, media_dir, framing):
+    settings.MAX_UPLOAD_SIZE_MB = 1
+    body = form(wav_of_exactly(MIB) + b"\0", **framing)
+
+    response = client.post(
+        "/api/media/upload", data=body, content_type=f"multipart/form-data; boundary={framing['boundary']}"
+    )
+
+    assert response.status_code == 413
+    assert response.json() == {"error": "The upload is larger than the 1 MB limit (MAX_UPLOAD_SIZE_MB)."}
+    assert leftovers(media_dir) == []
+
+
+def post_multipart(port: int, body: bytes, boundary: str = "XyZ") -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request(
+        "POST", "/api/media/upload", body=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_the_real_server_takes_a_file_of_exactly_the_limit_and_refuses_one_byte_more(server):
+    exact = wav_of_exactly(MIB)
+
+    accepted, media = post_multipart(server.port, multipart("exact.wav", exact))
+    refused, error = post_multipart(server.port, multipart("over.wav", exact + b"\0"))
+
+    assert accepted == 201, media
+    assert media["size_bytes"] == MIB
+    assert refused == 413
+    assert error == {"error": "The upload is larger than the 1 MB limit (MAX_UPLOAD_SIZE_MB)."}
+    assert [name for name in leftovers(server.media_dir) if name.startswith(".")] == []  # no partial files

@@ -20,7 +20,7 @@ def post(client, name: str, data: bytes):
 @pytest.fixture(autouse=True)
 def nothing_left_behind(media_dir: Path):
     yield
-    leftovers = [p.name for p in media_dir.iterdir() if p.name != ".lock"]
+    leftovers = [p.relative_to(media_dir).as_posix() for p in media_dir.rglob("*") if p.is_file() and p.name != ".lock"]
     assert leftovers == [], f"left in MEDIA_DIR: {leftovers}"
     assert MediaFile.objects.count() == 0
 

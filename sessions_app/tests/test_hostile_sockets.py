@@ -27,13 +27,12 @@ def server(tmp_path_factory):
     audio = read_audio(DEMO)
     write_audio(media_dir / "long.flac", audio[: 16000 * 12], channels=1)
     with LiveServer(root, env={"MEDIA_DIR": str(media_dir), "HEADER_TIMEOUT_SECS": "1"}) as live:
-        [media] = api_call(live.url, "/api/media")
-        live.media_id = media["id"]
         yield live
 
 
 def new_session(server: LiveServer) -> int:
-    return int(api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": server.media_id})["id"])
+    [media] = api_call(server.url, "/api/media")
+    return int(api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})["id"])
 
 
 def health(server: LiveServer) -> dict:

@@ -215,3 +215,16 @@ def test_an_unknown_session_is_404(client, method, path):
 
     assert response.status_code == 404
     assert response.json() == {"error": "There is no session with id 404."}
+
+
+def test_a_recording_whose_file_is_missing_cannot_start_a_session(client, make_media):
+    media = make_media(1.0)
+    media.path.unlink()
+
+    response = post(client, "/api/sessions", {"model_id": "whisper", "media_id": media.id})
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "The file of 'demo-part.flac' is missing from the media directory; it can be played again once it is back."
+    }
+    assert not TranscriptionSession.objects.exists()

@@ -97,9 +97,16 @@ export class CreateForm {
     const previous = selectId ?? Number(this.media.value);
     const items = this.library.items;
     this.media.replaceChildren(
-      ...items.map((m) => new Option(`${m.filename} (${duration(m.duration_secs)})`, m.id)),
+      ...items.map((m) => {
+        const label = `${m.filename} (${duration(m.duration_secs)})${m.missing ? " (file missing)" : ""}`;
+        const option = new Option(label, m.id);
+        option.disabled = m.missing;  // the server would refuse it: the file is not there to play
+        return option;
+      }),
     );
-    if (items.some((m) => m.id === previous)) this.media.value = String(previous);
+    const playable = items.filter((m) => !m.missing);
+    if (playable.some((m) => m.id === previous)) this.media.value = String(previous);
+    else if (playable.length) this.media.value = String(playable[0].id);
     this.mediaHelp.hidden = items.length > 0;
     this.media.disabled = items.length === 0;
     this.updateSubmit();

@@ -1,5 +1,7 @@
 // The media library as the page knows it: one list shared by the upload tab's table and
-// the create form's dropdown. Emits "change" (detail {items, selectId}) after every change.
+// the create form's dropdown. Emits "change" (detail {items, selectId}) after every change,
+// and names the recordings whose file is missing (MEDIA_DIR not mounted, a file removed by
+// hand) in the browse tab's notice: their rows and sessions stay until the files are back.
 
 import { api } from "./api.js";
 
@@ -7,6 +9,8 @@ export class MediaLibrary extends EventTarget {
   constructor() {
     super();
     this.items = [];
+    this.missingNotice = document.getElementById("media-missing");
+    this.missingList = document.getElementById("media-missing-list");
   }
 
   async refresh() {
@@ -27,6 +31,23 @@ export class MediaLibrary extends EventTarget {
   }
 
   changed(selectId = null) {
+    this.showMissing();
     this.dispatchEvent(new CustomEvent("change", { detail: { items: this.items, selectId } }));
+  }
+
+  showMissing() {
+    const missing = this.items.filter((item) => item.missing);
+    this.missingNotice.hidden = missing.length === 0;
+    this.missingList.replaceChildren(
+      ...missing.map((media) => {
+        const li = document.createElement("li");
+        li.dataset.mediaId = media.id;
+        const label = document.createElement("span");
+        label.className = "badge missing";
+        label.textContent = "file missing";
+        li.append(label, ` ${media.filename}`);
+        return li;
+      }),
+    );
   }
 }

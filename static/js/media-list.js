@@ -29,6 +29,12 @@ export class MediaList {
     const name = document.createElement("th");
     name.scope = "row";
     name.textContent = media.filename;
+    if (media.missing) {
+      const badge = document.createElement("span");
+      badge.className = "badge missing";
+      badge.textContent = "file missing";
+      name.append(" ", badge);
+    }
     const format = cell(media.format || "–");
     format.className = "format";
     tr.append(name, cell(duration(media.duration_secs)), cell(bytes(media.size_bytes)), format);

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 from typing import Any
 
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 ASGIApp = Any
+
+log = logging.getLogger(__name__)
 
 
 class _BodyTooLarge(Exception):
@@ -54,19 +58,14 @@ class BodySizeLimit:
     async def _refuse(self, send: ASGISendCallable) -> None:
         # No "Connection: close": the server keeps the connection and discards the rest of the
         # body, so a client still sending gets to read this answer instead of a reset.
-        body = json.dumps({"error": self.message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-                "trailers": False,
-            }
-        )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await _send_json(send, 413, {"error": self.message})
+
+
+async def _send_json(send: ASGISendCallable, status: int, data: dict[str, str]) -> None:
+    body = json.dumps(data).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers, "trailers": False})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _header(scope: Scope, wanted: bytes) -> bytes | None:
@@ -75,3 +74,35 @@ def _header(scope: Scope, wanted: bytes) -> bytes | None:
         if name.lower() == wanted:
             return value.strip().lower()
     return None
+
+
+class OutOfSpace:
+    """Answer 507 with a JSON sentence when the disk fills before the application answered.
+
+    Django's ASGI handler spools each request body to a temporary file (in the system
+    temp dir) before any view runs, so a full disk there never reaches the API's own
+    507: its OSError would escape to the server as a plain-text 500.
+    """
+
+    def __init__(self, app: ASGIApp, message: str) -> None:
+        self.app = app
+        self.message = message
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watching_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or started:
+                raise
+            log.error("%s: out of disk space before the application answered: %s", scope.get("path"), exc)
+            await _send_json(send, 507, {"error": self.message})

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 MAX_JSON_DEPTH = 32
 SHOWN_CHARS = 60  # of a client's value repeated in an error message
 OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
+OUT_OF_SPACE_MESSAGE = "The server is out of disk space; nothing was saved. Try again once space is freed."
 
 
 class ApiError(Exception):
@@ -109,14 +110,16 @@ def api(*methods: str) -> Callable[[Callable[..., ViewResult]], Callable[..., Ht
                 result = view(request, *args, **kwargs)
             except ApiError as exc:
                 return error(exc.status, exc.message)
-            except OperationalError as exc:  # SQLite locked past its timeout, PostgreSQL gone
+            except OperationalError as exc:  # SQLite locked past its timeout or its disk full, PostgreSQL gone
                 log.error("%s %s: database unavailable: %s", request.method, request.path, exc)
+                if "disk is full" in str(exc) or "No space left" in str(exc):
+                    return error(507, OUT_OF_SPACE_MESSAGE)
                 return error(503, "The database is busy or unreachable; try again in a moment.")
             except OSError as exc:
                 if exc.errno not in OUT_OF_SPACE:
                     raise
                 log.error("%s %s: out of disk space: %s", request.method, request.path, exc)
-                return error(507, "The server is out of disk space; nothing was saved. Try again once space is freed.")
+                return error(507, OUT_OF_SPACE_MESSAGE)
             if isinstance(result, HttpResponse):
                 return result
             return JsonResponse(result, safe=False)
