@@ -132,12 +132,17 @@ def bench(server: LiveServer, session_id: int, counts: list[int], window: float,
     server_process = psutil.Process(server.process.pid)  # type: ignore[union-attr]
     pool = Pool(server.url, session_id, processes)
 
+    def server_seconds() -> float:
+        """CPU seconds of the server and its children (the audio process encodes there)."""
+        family = [server_process, *server_process.children(recursive=True)]
+        return sum(sum(p.cpu_times()[:2]) for p in family)
+
     def cpu_over(seconds: float) -> tuple[float, float]:
         """(server, listener processes) CPU in percent of one core over `seconds`."""
-        t0, s0, l0 = time.perf_counter(), sum(server_process.cpu_times()[:2]), pool.cpu_seconds()
+        t0, s0, l0 = time.perf_counter(), server_seconds(), pool.cpu_seconds()
         time.sleep(seconds)
         wall = time.perf_counter() - t0
-        return (sum(server_process.cpu_times()[:2]) - s0) / wall * 100, (pool.cpu_seconds() - l0) / wall * 100
+        return (server_seconds() - s0) / wall * 100, (pool.cpu_seconds() - l0) / wall * 100
 
     idle, _ = cpu_over(window)
     print(f"server CPU with the session running and no listener: {idle:.1f}% of a core")

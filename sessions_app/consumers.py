@@ -254,9 +254,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def send_json(self, data: dict[str, Any]) -> None:
         try:
             await self.send(text_data=json.dumps(data))
-        except OSError:
-            # The browser has gone (uvicorn raises ClientDisconnected, an OSError). Letting it
-            # escape would end this consumer before its disconnect() cleans up; that comes next.
+        except (OSError, RuntimeError):
+            # The browser has gone (uvicorn raises ClientDisconnected, an OSError, or a
+            # RuntimeError once the socket is closed); the disconnect and its cleanup come next.
             log.debug("session %s: a message to a closed socket was dropped", self.session_id)
 
     async def error(self, message: str) -> None:

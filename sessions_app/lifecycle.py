@@ -20,6 +20,7 @@ from django.conf import settings
 from sessions_app.models import LISTENER_HEARTBEAT_SECS, Listener, TranscriptionSession
 from sessions_app.runner import SessionWorker
 from sessions_app.webrtc import SERVER_ID, hub
+from transcriber_site.lib.looplag import probe
 from transcriber_site.lib.supervise import Supervised
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class SessionsRuntime:
         return not settings.REDIS_URL
 
     async def start(self) -> None:
+        probe.start()
         stopped = await database_sync_to_async(TranscriptionSession.stop_left_running)(
             "The server restarted; a session cannot outlive the process that ran it.", only_stale=not self.embedded
         )
@@ -63,6 +65,7 @@ class SessionsRuntime:
             supervised.beat()
 
     async def stop(self) -> None:
+        probe.stop()
         await hub.close_all()
         if self.worker is not None:
             await self.worker.shutdown("The server shut down.")

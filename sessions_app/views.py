@@ -21,6 +21,7 @@ from sessions_app import events
 from sessions_app.models import LIVE, Listener, State, TranscriptionSession, TranscriptVersion, TransitionError
 from sessions_app.webrtc import SERVER_ID, hub
 from transcriber_site.lib.http import ApiError, api, json_body, shown
+from transcriber_site.lib.looplag import probe
 from transcriber_site.lib.supervise import statuses
 
 
@@ -54,6 +55,7 @@ async def health(request: HttpRequest) -> HttpResponse:
             "tasks": len(asyncio.all_tasks()),
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
             "live_sessions": live,
+            "loop_lag": probe.stats(),
             "supervised": statuses(),
         }
     )
