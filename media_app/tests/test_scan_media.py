@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 import wave
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
-from media_app.audio import convert_to_wav
 from media_app.models import MediaFile
+from media_app.tests.conftest import library_wav, scan
 from transcriber_site.testing import LiveServer, tone, write_audio
 
 pytestmark = pytest.mark.django_db
-
-
-def scan() -> str:
-    out = io.StringIO()
-    call_command("scan_media", stdout=out)
-    return out.getvalue()
-
-
-def library_wav(path: Path, seconds: float = 1.0) -> Path:
-    source = write_audio(path.with_suffix(".flac"), tone(seconds))
-    convert_to_wav(source, path, source.name)
-    source.unlink()
-    return path
 
 
 def test_a_dropped_library_wav_is_registered_where_it_lies(media_dir):
