@@ -118,6 +118,19 @@ def test_a_body_that_is_not_a_json_object_is_refused(client, raw):
     )
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_a_body_that_is_not_sent_as_json_is_a_415(client, make_media, content_type):
+    """What another site's page can POST without a preflight is refused, even when its text is JSON."""
+    media = make_media(1.0)
+    raw = json.dumps({"model_id": "whisper", "media_id": media.id})
+
+    response = client.post("/api/sessions", raw, content_type=content_type)
+
+    assert response.status_code == 415
+    assert response.json() == {"error": "Send the request body as JSON, with Content-Type: application/json."}
+    assert not TranscriptionSession.objects.exists()
+
+
 @pytest.mark.parametrize("depth", [33, 100_000])
 def test_deeply_nested_json_is_a_400_sentence_not_a_500(client, depth):
     raw = b"[" * depth + b"]" * depth

@@ -74,6 +74,9 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         body = request.body
     except RequestDataTooBig:
         raise ApiError(413, "The request body is too large for a JSON request.") from None
+    if body and request.content_type != "application/json":
+        # a form or text/plain POST is what another site's page can send without asking
+        raise ApiError(415, "Send the request body as JSON, with Content-Type: application/json.")
     try:
         data = parse_json(body or b"{}")
     except ValueError as exc:
