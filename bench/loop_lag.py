@@ -162,7 +162,12 @@ def main() -> None:
         media_dir = root / "media"
         media_dir.mkdir()
         write_audio(media_dir / "long.flac", music(600.0), channels=1)
-        env = {"MEDIA_DIR": str(media_dir), "LOG_LEVEL": "WARNING", "MAX_CONCURRENT_SESSIONS": str(args.sessions)}
+        env = {
+            "MEDIA_DIR": str(media_dir),
+            "LOG_LEVEL": "WARNING",
+            "MAX_CONCURRENT_SESSIONS": str(args.sessions),
+            "MAX_SOCKETS_PER_ADDRESS": "0",  # every listener comes from this machine's one address
+        }
         with LiveServer(root, env=env) as server:
             bench(server, args.sessions, args.per_session, args.processes)
 

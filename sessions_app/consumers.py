@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -40,6 +41,31 @@ class ProtocolError(Exception):
     """A message the protocol does not allow now; the text goes back as an error message."""
 
 
+class Full(ProtocolError):
+    """A limit is reached: the text goes back, then the socket is closed with LIMIT_CLOSE_CODE."""
+
+
+LIMIT_CLOSE_CODE = 4429  # 4000-4999 are the application's; this one says "too many", as HTTP 429
+sockets_by_address: Counter[str] = Counter()  # this process's open sockets, by client address
+
+
+async def refuse_handshake(scope: Any, send: Any, status: int, sentence: str) -> None:
+    """Refuse a WebSocket before accepting it: an HTTP answer with a JSON sentence where the server
+    lets the application give one (uvicorn does), else a close (the server answers 403)."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = json.dumps({"error": sentence}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": LIMIT_CLOSE_CODE, "reason": sentence[:120]})
+
+
+def client_address(scope: Any) -> str:
+    client = scope.get("client")  # uvicorn puts the proxy's X-Forwarded-For here for FORWARDED_ALLOW_IPS
+    return str(client[0]) if client else "unknown"
+
+
 class SessionConsumer(AsyncWebsocketConsumer):
     session_id: int | None = None
     pc: RTCPeerConnection | None = None
@@ -48,6 +74,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     last_index = -1  # the last final subtitle sent, so that none is sent twice
     linger: asyncio.Task[None] | None = None
     cleaned = False
+    address: str | None = None  # counted in sockets_by_address while open
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -56,6 +83,17 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await asyncio.shield(self.clean_up())
 
     async def connect(self) -> None:
+        address, limit = client_address(self.scope), settings.MAX_SOCKETS_PER_ADDRESS
+        if limit and sockets_by_address[address] >= limit:
+            await refuse_handshake(
+                self.scope,
+                self.base_send,
+                429,
+                f"This address already has {limit} sockets open here (MAX_SOCKETS_PER_ADDRESS); close one first.",
+            )
+            return
+        sockets_by_address[address] += 1
+        self.address = address
         await self.accept()
         session_id = self.scope["url_route"]["kwargs"].get("session_id")
         if session_id is not None:
@@ -69,6 +107,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if self.cleaned:
             return
         self.cleaned = True
+        if self.address is not None:
+            sockets_by_address[self.address] -= 1
+            if sockets_by_address[self.address] <= 0:
+                del sockets_by_address[self.address]
         if self.linger is not None:
             self.linger.cancel()
         steps = [self.close_peer()]
@@ -118,6 +160,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         """Run a handler; a refusal goes back as its sentence, any other failure as a plain one."""
         try:
             await handler(message)
+        except Full as exc:
+            await self.error(str(exc))
+            await self.close(code=LIMIT_CLOSE_CODE, reason=str(exc)[:120])
         except ProtocolError as exc:
             await self.error(str(exc))
         except Exception:
@@ -138,6 +183,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
             raise ProtocolError(
                 f"Session {session_id} has ended ({session.state}); its transcript is at "
                 f"/api/sessions/{session_id}/transcript."
+            )
+        limit = settings.MAX_LISTENERS_PER_SESSION
+        if limit and await database_sync_to_async(Listener.live().filter(session=session).count)() >= limit:
+            raise Full(
+                f"Session {session_id} has its most listeners, {limit} (MAX_LISTENERS_PER_SESSION); try again later."
             )
         # the row first: if the database refuses it, nothing is joined and the join can be sent again
         await database_sync_to_async(Listener.objects.create)(

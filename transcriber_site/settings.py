@@ -71,6 +71,10 @@ WORKER_HEARTBEAT_TIMEOUT_SECS = env.float("WORKER_HEARTBEAT_TIMEOUT_SECS", defau
 SESSION_START_TIMEOUT_SECS = env.float("SESSION_START_TIMEOUT_SECS", default=30.0)
 # Sessions one worker process runs at most (0: MAX_CONCURRENT_SESSIONS).
 WORKER_CAPACITY = env.int("WORKER_CAPACITY", default=0)
+# Listeners one session takes (over all web processes), and WebSocket connections one client
+# address may hold open in one web process (a class behind one NAT is one address); 0: no limit.
+MAX_LISTENERS_PER_SESSION = env.int("MAX_LISTENERS_PER_SESSION", default=200)
+MAX_SOCKETS_PER_ADDRESS = env.int("MAX_SOCKETS_PER_ADDRESS", default=100)
 
 # --- WebRTC -------------------------------------------------------------------------
 ICE_SERVERS: list[dict[str, object]] = json.loads(env.str("ICE_SERVERS", default="[]"))
