@@ -19,6 +19,7 @@ from models_app.registry import ModelError, preset_config, registry
 from models_app.transcript import CONTENT_TYPES, FORMATS, render
 from sessions_app import events
 from sessions_app.models import LIVE, Listener, State, TranscriptionSession, TranscriptVersion, TransitionError
+from sessions_app.turn import ice_servers
 from sessions_app.webrtc import SERVER_ID, hub
 from transcriber_site.lib.http import ApiError, api, json_body, shown
 from transcriber_site.lib.looplag import probe
@@ -29,7 +30,7 @@ from transcriber_site.lib.supervise import statuses
 def config(request: HttpRequest) -> dict[str, Any]:
     """What a browser needs before it joins: ICE servers, where the WebSocket is, limits."""
     return {
-        "iceServers": settings.ICE_SERVERS,
+        "iceServers": ice_servers("listener"),  # fresh TURN credentials for each page
         "wsHost": settings.WS_HOST or None,
         "maxUploadMb": settings.MAX_UPLOAD_SIZE_MB,
         "acceptedExtensions": sorted(ACCEPTED_EXTENSIONS),

@@ -43,7 +43,8 @@ import numpy as np
 import soundfile
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
-from django.conf import settings
+
+from sessions_app.turn import ice_servers
 
 log = logging.getLogger(__name__)
 
@@ -474,8 +475,8 @@ hub = AudioHub()
 
 def peer_connection() -> RTCPeerConnection:
     servers = [
-        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))  # type: ignore[arg-type]
-        for s in settings.ICE_SERVERS
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in ice_servers("server")
     ]
     pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
     hub.peers.add(pc)

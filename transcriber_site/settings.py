@@ -11,6 +11,7 @@ from pathlib import Path
 
 import django_stubs_ext
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 django_stubs_ext.monkeypatch()  # lets admin.ModelAdmin[Model] and friends be subscripted at run time
 
@@ -42,6 +43,24 @@ PUBLIC_IP = env.str("PUBLIC_IP", default="")
 WS_HOST = env.str("WS_HOST", default="")
 # A client gets this long to send a request's headers; then the connection is closed (408).
 HEADER_TIMEOUT_SECS = env.float("HEADER_TIMEOUT_SECS", default=10.0)
+# Behind a reverse proxy that terminates HTTPS: the origins the page is served from
+# (e.g. https://transcribe.example.org), and the header the proxy sets to say the request
+# came over HTTPS. Set the header only when the proxy always sets or strips it.
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+
+def proxy_ssl_header(value: str) -> tuple[str, str] | None:
+    """`X-Forwarded-Proto,https` (or `HTTP_X_FORWARDED_PROTO,https`) as Django's (META key, value); empty: None."""
+    if not value.strip():
+        return None
+    header, _, expected = (part.strip() for part in value.partition(","))
+    if not header or not expected or "," in expected:
+        raise ImproperlyConfigured(f"SECURE_PROXY_SSL_HEADER is header,value (X-Forwarded-Proto,https), not {value!r}")
+    key = header.upper().replace("-", "_")
+    return (key if key.startswith("HTTP_") else f"HTTP_{key}", expected)
+
+
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(env.str("SECURE_PROXY_SSL_HEADER", default=""))
 
 # --- Models -------------------------------------------------------------------------
 USE_GPU = env.bool("USE_GPU", default=False)
@@ -80,9 +99,13 @@ MAX_SOCKETS_PER_ADDRESS = env.int("MAX_SOCKETS_PER_ADDRESS", default=100)
 ICE_SERVERS: list[dict[str, object]] = json.loads(env.str("ICE_SERVERS", default="[]"))
 TURN_SERVER = env.str("TURN_SERVER", default="")
 TURN_USERNAME = env.str("TURN_USERNAME", default="")
-TURN_PASSWORD = env.str("TURN_PASSWORD", default="")
-if TURN_SERVER:
-    ICE_SERVERS.append({"urls": TURN_SERVER, "username": TURN_USERNAME, "credential": TURN_PASSWORD})
+TURN_PASSWORD = env.str("TURN_PASSWORD", default="")  # static, used only while TURN_SECRET is empty
+# coturn's static-auth-secret (use-auth-secret): each peer then gets its own credentials, valid
+# this long (sessions_app.turn). coturn checks them when a relay is allocated, and the page
+# allocates again on every reconnect with the ones it fetched at load: a day covers a page
+# left open for a working day, and bounds what a copied credential is worth.
+TURN_SECRET = env.str("TURN_SECRET", default="")
+TURN_CREDENTIAL_TTL_SECS = env.int("TURN_CREDENTIAL_TTL_SECS", default=86400)
 
 # --- Django -------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -111,6 +134,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
 
 ROOT_URLCONF = "transcriber_site.urls"
 ASGI_APPLICATION = "transcriber_site.asgi.application"
