@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "csp",  # django-csp: its system checks; the header itself comes from its middleware
     "transcriber_site",
     "media_app",
     "models_app",
@@ -127,6 +128,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",  # early, so that error answers carry the header too
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -135,6 +137,47 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# --- Content-Security-Policy --------------------------------------------------------
+# Only the server's own scripts, styles and sockets: no inline code, no frames, no plugins.
+
+
+def _websocket_sources() -> list[str]:
+    """connect-src sources for the player's WebSocket (static/js/player.js, webSocketUrl).
+
+    'self' covers ws: and wss: on the page's own origin only in CSP Level 3 browsers, so
+    each host the page may be served on is listed too, on any port (the page's port is
+    the proxy's, not PORT). IPv6 literals cannot be written in a CSP source: 'self' it is.
+    """
+    if WS_HOST:
+        if WS_HOST.startswith(("ws://", "wss://")):
+            scheme, _, rest = WS_HOST.partition("://")
+            return [f"{scheme}://{rest.split('/')[0]}"]
+        return [f"ws://{WS_HOST}", f"wss://{WS_HOST}"]
+    sources: list[str] = []
+    for host in ALLOWED_HOSTS:
+        if host == "*":
+            return ["ws:", "wss:"]
+        if host.startswith("["):
+            continue
+        names = [host[1:], f"*{host}"] if host.startswith(".") else [host]
+        sources += [f"{scheme}://{name}:*" for name in names for scheme in ("ws", "wss")]
+    return sources
+
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],  # the favicon is `data:,` (no request for /favicon.ico)
+        "connect-src": ["'self'", *_websocket_sources()],
+        "media-src": ["'self'"],  # the audio element plays a MediaStream (srcObject), not a URL
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 ROOT_URLCONF = "transcriber_site.urls"
 ASGI_APPLICATION = "transcriber_site.asgi.application"
