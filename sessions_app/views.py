@@ -24,6 +24,7 @@ from sessions_app.webrtc import SERVER_ID, hub
 from transcriber_site.lib.http import ApiError, api, json_body, shown
 from transcriber_site.lib.looplag import probe
 from transcriber_site.lib.supervise import statuses
+from transcriber_site.models import is_operator
 
 
 @api("GET")
@@ -36,6 +37,7 @@ def config(request: HttpRequest) -> dict[str, Any]:
         "acceptedExtensions": sorted(ACCEPTED_EXTENSIONS),
         "presets": list(PRESETS),
         "defaultPreset": DEFAULT_PRESET,
+        "operator": is_operator(request.user),  # signed in (cookie or token) with the operate permission
     }
 
 
