@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import django_stubs_ext
@@ -118,6 +119,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",  # django-axes: sign-in attempts, counted and locked out
     "csp",  # django-csp: its system checks; the header itself comes from its middleware
     "transcriber_site",
     "media_app",
@@ -136,7 +138,20 @@ MIDDLEWARE = [
     "transcriber_site.lib.tokens.BearerTokenMiddleware",  # Authorization: Bearer <token>, for scripts
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers a locked-out sign-in with 429
 ]
+
+# Sign-in attempts (the admin's, and any other through django.contrib.auth) are throttled:
+# after AXES_FAILURE_LIMIT failures for one user name from one address, that pair is locked
+# out for AXES_COOLOFF_TIME; a success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 # --- Content-Security-Policy --------------------------------------------------------
 # Only the server's own scripts, styles and sockets: no inline code, no frames, no plugins.

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def admin_client(client):
-    User.objects.create_superuser("admin", "admin@example.com", "pw")
-    client.login(username="admin", password="pw")
+    admin = User.objects.create_superuser("admin", "admin@example.com", "pw")
+    client.force_login(admin)  # sign-in itself is tested in test_login_throttle
     return client
 
 

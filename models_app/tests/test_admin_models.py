@@ -10,8 +10,8 @@ pytestmark = pytest.mark.django_db
 
 def test_the_page_lists_availability_loading_and_memory(client, settings, tmp_path):
     settings.TDT_MODEL_PATH = tmp_path / "tdt"
-    User.objects.create_superuser("admin", "a@example.com", "pw")
-    client.login(username="admin", password="pw")
+    admin = User.objects.create_superuser("admin", "a@example.com", "pw")
+    client.force_login(admin)  # sign-in itself is tested in test_login_throttle
 
     page = client.get("/admin/models_app/speechmodel/").content.decode()
 
