@@ -273,6 +273,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "aioice": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # it logs its start and every failed sign-in at INFO
         "aiortc": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},

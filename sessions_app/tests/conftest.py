@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from media_app.models import MediaFile
 from sessions_app import events
 from sessions_app.models import TranscriptionSession
 from sessions_app.runner import SessionWorker
-from transcriber_site.testing import write_audio
+from transcriber_site.testing import LiveServer, write_audio
 
 DEMO = Path(__file__).resolve().parents[2] / "media" / "demo.wav"
 
@@ -95,3 +95,15 @@ async def start(session: TranscriptionSession) -> None:
 
 async def reload(session: TranscriptionSession) -> TranscriptionSession:
     return await database_sync_to_async(TranscriptionSession.objects.get)(pk=session.pk)
+
+
+@contextlib.contextmanager
+def demo_server(root: Path, recordings: dict[str, float | None], **env: str) -> Iterator[LiveServer]:
+    """The real server, its library holding the demo's first `seconds` under each name (None: all of it)."""
+    media_dir = root / "media"
+    media_dir.mkdir()
+    audio = read_audio(DEMO)
+    for name, seconds in recordings.items():
+        write_audio(media_dir / name, audio if seconds is None else audio[: int(16000 * seconds)], channels=1)
+    with LiveServer(root, env={"MEDIA_DIR": str(media_dir), **env}) as live:
+        yield live

@@ -10,9 +10,8 @@ import time
 import pytest
 import websockets
 
-from media_app.audio import read_audio
-from sessions_app.tests.conftest import DEMO
-from transcriber_site.testing import AudioListener, LiveServer, api_call, write_audio
+from sessions_app.tests.conftest import demo_server
+from transcriber_site.testing import AudioListener, LiveServer, api_call
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +20,7 @@ DEEP = "[" * 1000 + "]" * 1000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hostile")
-    media_dir = root / "media"
-    media_dir.mkdir()
-    audio = read_audio(DEMO)
-    write_audio(media_dir / "long.flac", audio[: 16000 * 12], channels=1)
-    with LiveServer(root, env={"MEDIA_DIR": str(media_dir), "HEADER_TIMEOUT_SECS": "1"}) as live:
+    with demo_server(tmp_path_factory.mktemp("hostile"), {"long.flac": 12.0}, HEADER_TIMEOUT_SECS="1") as live:
         yield live
 
 

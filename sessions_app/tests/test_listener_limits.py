@@ -9,21 +9,16 @@ import json
 import pytest
 import websockets
 
-from media_app.audio import read_audio
-from sessions_app.tests.conftest import DEMO
-from transcriber_site.testing import LiveServer, api_call, write_audio
+from sessions_app.tests.conftest import demo_server
+from transcriber_site.testing import LiveServer, api_call
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("limits")
-    media_dir = root / "media"
-    media_dir.mkdir()
-    write_audio(media_dir / "talk.flac", read_audio(DEMO), channels=1)
-    env = {"MEDIA_DIR": str(media_dir), "MAX_LISTENERS_PER_SESSION": "2", "MAX_SOCKETS_PER_ADDRESS": "4"}
-    with LiveServer(root, env=env) as live:
+    limits = {"MAX_LISTENERS_PER_SESSION": "2", "MAX_SOCKETS_PER_ADDRESS": "4"}
+    with demo_server(tmp_path_factory.mktemp("limits"), {"talk.flac": None}, **limits) as live:
         yield live
 
 

@@ -6,20 +6,15 @@ import asyncio
 
 import pytest
 
-from media_app.audio import read_audio
-from sessions_app.tests.conftest import DEMO
-from transcriber_site.testing import AudioListener, LiveServer, api_call, write_audio
+from sessions_app.tests.conftest import demo_server
+from transcriber_site.testing import AudioListener, api_call
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ws-errors")
-    media_dir = root / "media"
-    media_dir.mkdir()
-    write_audio(media_dir / "demo.flac", read_audio(DEMO), channels=1)
-    with LiveServer(root, env={"MEDIA_DIR": str(media_dir)}) as live:
+    with demo_server(tmp_path_factory.mktemp("ws-errors"), {"demo.flac": None}) as live:
         [media] = api_call(live.url, "/api/media")
         live.session = api_call(live.url, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})
         live.media_id = media["id"]
