@@ -28,7 +28,7 @@ from django.conf import settings
 from sessions_app import events
 from sessions_app.models import ENDED, Listener, TranscriptionSession, TranscriptVersion
 from sessions_app.webrtc import SERVER_ID, ListenerTrack, announce_public_ip, hub, peer_connection
-from transcriber_site.lib.http import parse_json, shown
+from transcriber_site.lib.http import TooDeep, parse_json, shown
 from transcriber_site.lib.serving import WS_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,8 @@ async def refuse_handshake(scope: Any, send: Any, status: int, sentence: str) ->
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": LIMIT_CLOSE_CODE, "reason": sentence[:120]})
+    else:  # 4000 + the HTTP status: 4404, 4429
+        await send({"type": "websocket.close", "code": 4000 + status, "reason": sentence[:120]})
 
 
 def client_address(scope: Any) -> str:
@@ -135,8 +135,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         try:
             message = parse_json(text_data)
-        except ValueError as exc:
-            await self.error("Messages must be JSON text." if "nested" not in str(exc) else str(exc))
+        except TooDeep as exc:
+            await self.error(str(exc))
+            return
+        except ValueError:
+            await self.error("Messages must be JSON text.")
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             await self.error('Messages must be JSON objects with a "type".')

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 from typing import Any
 
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+
+from transcriber_site.lib.http import OUT_OF_SPACE
 
 ASGIApp = Any
 
@@ -102,7 +103,7 @@ class OutOfSpace:
         try:
             await self.app(scope, receive, watching_send)
         except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or started:
+            if exc.errno not in OUT_OF_SPACE or started:
                 raise
             log.error("%s: out of disk space before the application answered: %s", scope.get("path"), exc)
             await _send_json(send, 507, {"error": self.message})

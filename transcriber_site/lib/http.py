@@ -47,8 +47,12 @@ def shown(value: object) -> str:
 _STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
+class TooDeep(ValueError):
+    """JSON nested deeper than MAX_JSON_DEPTH; the message says so, for the client."""
+
+
 def parse_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """json.loads for what clients send: ValueError (with a sentence) for invalid or too deeply nested JSON."""
+    """json.loads for what clients send: TooDeep for JSON nested too deeply, ValueError for invalid JSON."""
     if isinstance(text, bytes):
         text = text.decode()  # UnicodeDecodeError is a ValueError
     depth = 0
@@ -57,13 +61,13 @@ def parse_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
         if token in "[{":
             depth += 1
             if depth > max_depth:
-                raise ValueError(f"JSON nested deeper than {max_depth} levels is not accepted.")
+                raise TooDeep(f"JSON nested deeper than {max_depth} levels is not accepted.")
         elif token in "]}":
             depth -= 1
     try:
         return json.loads(text)
     except RecursionError:  # the check above makes this unreachable; kept so no input ever escapes as one
-        raise ValueError(f"JSON nested deeper than {max_depth} levels is not accepted.") from None
+        raise TooDeep(f"JSON nested deeper than {max_depth} levels is not accepted.") from None
     except ValueError:
         raise ValueError("The text is not valid JSON.") from None
 
@@ -79,9 +83,10 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         raise ApiError(415, "Send the request body as JSON, with Content-Type: application/json.")
     try:
         data = parse_json(body or b"{}")
-    except ValueError as exc:
-        message = str(exc) if "nested" in str(exc) else "The request body is not valid JSON."
-        raise ApiError(400, message) from None
+    except TooDeep as exc:
+        raise ApiError(400, str(exc)) from None
+    except ValueError:
+        raise ApiError(400, "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     return data
