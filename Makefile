@@ -9,9 +9,9 @@ TEST_PACKAGES := redis-server chromium espeak-ng
 
 .PHONY: run test lint install install-dev system-packages bench
 
-run: install  ## install everything, then serve http://127.0.0.1:$(PORT) (SQLite, in-process worker, bundled Whisper)
+run: install  ## install everything, then serve http://127.0.0.1:$(PORT) and print the operator's sign-in link
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py serve --port $(PORT)
+	$(PY) manage.py serve --port $(PORT) --sign-in-link
 
 test: install-dev system-packages  ## install everything, then lint, type-check and run the whole suite
 	$(VENV)/bin/ruff check .

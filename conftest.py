@@ -13,3 +13,31 @@ def media_dir(tmp_path: Path, settings) -> Path:  # type: ignore[no-untyped-def]
     settings.MEDIA_DIR = directory
     settings.MEDIA_ROOT = directory
     return directory
+
+
+@pytest.fixture
+def operator(db):  # type: ignore[no-untyped-def]
+    """A user with the operate permission (the `Operators` group), as `create_operator` makes one."""
+    from transcriber_site.operators import make_operator
+
+    user, _ = make_operator("operator")
+    return user
+
+
+@pytest.fixture
+def operator_client(operator):  # type: ignore[no-untyped-def]
+    """Django's test client, signed in (by cookie) as an operator; CSRF is not checked, as for any test client."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def async_operator_client(operator):  # type: ignore[no-untyped-def]
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    client.force_login(operator)
+    return client

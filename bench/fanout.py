@@ -182,7 +182,7 @@ async def settled(server: LiveServer, within: float = 15.0) -> dict[str, int]:
     """The server's health once the last leavers' sockets and peers have closed."""
     deadline = time.monotonic() + within
     while True:
-        health = api_call(server.url, "/api/health")
+        health = api_call(server, "/api/health")
         if (health["peers"], health["listeners"]) == (0, 0) or time.monotonic() > deadline:
             return health  # type: ignore[no-any-return]
         await asyncio.sleep(0.2)
@@ -217,8 +217,8 @@ def main() -> None:
         # every listener comes from this machine's one address: no per-address limit here
         env = {"MEDIA_DIR": str(media_dir), "LOG_LEVEL": "WARNING", "MAX_SOCKETS_PER_ADDRESS": "0"}
         with LiveServer(root, env=env) as server:
-            [media] = api_call(server.url, "/api/media")
-            session = api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})
+            [media] = api_call(server, "/api/media")
+            session = api_call(server, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})
             bench(server, session["id"], counts, args.window, args.churn, args.processes)
 
 

@@ -111,7 +111,7 @@ def measure(server: LiveServer, pool: Pool) -> dict[str, float]:
     time.sleep(PROBE_WINDOW + 0.5)  # the probe's window holds only this step
     wall = time.perf_counter() - t0
     s1 = server_cpu(server)
-    lag = api_call(server.url, "/api/health")["loop_lag"]
+    lag = api_call(server, "/api/health")["loop_lag"]
     return {
         **lag,
         "server_cpu": sum(cpu - s0.get(pid, 0.0) for pid, cpu in s1.items()) / wall * 100,
@@ -121,12 +121,12 @@ def measure(server: LiveServer, pool: Pool) -> dict[str, float]:
 
 def bench(server: LiveServer, sessions: int, per_session: int, processes: int) -> None:
     pool = Pool(server.url, processes)
-    [media] = api_call(server.url, "/api/media")
+    [media] = api_call(server, "/api/media")
     rows: list[tuple[str, dict[str, float], tuple[int, int, int] | None]] = [
         ("no session", measure(server, pool), None)
     ]
     ids = [
-        api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})["id"]
+        api_call(server, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})["id"]
         for _ in range(sessions)
     ]
     rows.append((f"{sessions} sessions, no listener", measure(server, pool), None))
@@ -137,7 +137,7 @@ def bench(server: LiveServer, sessions: int, per_session: int, processes: int) -
     rows.append((f"{sessions} sessions x {per_session} listeners", with_listeners, (lost[0], lost[1], lost[2])))
     pool.all("close")
     for sid in ids:
-        api_call(server.url, f"/api/sessions/{sid}", method="DELETE")
+        api_call(server, f"/api/sessions/{sid}", method="DELETE")
 
     print(f"event-loop lag of one server process (probe: 50 ms sleeps, {PROBE_WINDOW:.0f} s per step)")
     print(f"listeners in {processes} processes, on the same cores as the server")

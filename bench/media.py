@@ -96,7 +96,7 @@ def bench_upload(workdir: Path, upload_bytes: int, server_kind: str) -> None:
     with LiveServer(root, env={"MAX_UPLOAD_SIZE_MB": "2048"}, server=server_kind) as server:
         assert server.process is not None
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
-        connection.request("GET", "/api/media")  # the first request runs the start-up scan
+        connection.request("GET", "/api/media", headers=server.operator_headers)  # the first runs the start-up scan
         connection.getresponse().read()
         baseline = psutil.Process(server.process.pid).memory_info().rss
         sampler = PeakRss(server.process.pid)
@@ -111,6 +111,7 @@ def bench_upload(workdir: Path, upload_bytes: int, server_kind: str) -> None:
         connection.putrequest("POST", "/api/media/upload")
         connection.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
         connection.putheader("Content-Length", str(len(head) + upload_bytes + len(tail)))
+        connection.putheader("Authorization", server.operator_headers["Authorization"])
         connection.endheaders()
         for chunk in body():
             connection.send(chunk)

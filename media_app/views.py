@@ -12,12 +12,13 @@ from media_app.uploads import too_large_message, upload_exceeded
 from transcriber_site.lib.http import ApiError, api
 
 
-@api("GET")
+# The library is the operators' (file names can be private); listeners see sessions.
+@api("GET", operator=("GET",))
 def media_list(request: HttpRequest) -> list[dict[str, Any]]:
     return [media.to_dict() for media in MediaFile.objects.all()]
 
 
-@api("POST")
+@api("POST", operator=("POST",))
 def media_upload(request: HttpRequest) -> HttpResponse | dict[str, Any]:
     if not request.META.get("CONTENT_LENGTH"):
         # Django parses multipart bodies only up to a declared length; say so instead of "no file"
@@ -34,7 +35,7 @@ def media_upload(request: HttpRequest) -> HttpResponse | dict[str, Any]:
     return JsonResponse(media.to_dict(), status=201)
 
 
-@api("GET", "DELETE")
+@api("GET", "DELETE", operator=("GET", "DELETE"))
 def media_detail(request: HttpRequest, media_id: int) -> HttpResponse | dict[str, Any]:
     media = get_media(media_id)
     if request.method == "DELETE":

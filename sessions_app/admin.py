@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from sessions_app.models import TranscriptionSession, TranscriptSegment, TransitionError
+from transcriber_site.models import is_operator
 
 
 class SegmentInline(admin.TabularInline[TranscriptSegment, TranscriptionSession]):
@@ -18,7 +19,18 @@ class SegmentInline(admin.TabularInline[TranscriptSegment, TranscriptionSession]
 
 @admin.register(TranscriptionSession)
 class SessionAdmin(admin.ModelAdmin[TranscriptionSession]):
-    list_display = ["id", "state", "model_id", "media_filename", "progress", "clients", "degraded", "created_at"]
+    list_display = [
+        "id",
+        "state",
+        "model_id",
+        "media_filename",
+        "progress",
+        "clients",
+        "degraded",
+        "created_at",
+        "created_by",
+        "stopped_by",
+    ]
     list_filter = ["state", "model_id"]
     search_fields = ["media_filename", "model_id", "worker_id"]
     actions = ["stop_sessions", "pause_sessions", "resume_sessions"]
@@ -41,7 +53,7 @@ class SessionAdmin(admin.ModelAdmin[TranscriptionSession]):
         for session in queryset:
             try:
                 if verb == "stop":
-                    session.stop("Stopped by an operator in the admin.")
+                    session.stop("Stopped by an operator in the admin.", by=request.user)
                 elif verb == "pause":
                     session.pause()
                 else:
@@ -52,14 +64,17 @@ class SessionAdmin(admin.ModelAdmin[TranscriptionSession]):
         if done:
             self.message_user(request, f"{verb.capitalize()}: {done} session(s).", messages.SUCCESS)
 
-    @admin.action(description="Stop the selected sessions")
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return is_operator(request.user)  # staff who only view sessions cannot stop them
+
+    @admin.action(description="Stop the selected sessions", permissions=["operate"])
     def stop_sessions(self, request: HttpRequest, queryset: QuerySet[TranscriptionSession]) -> None:
         self._each(request, queryset, "stop")
 
-    @admin.action(description="Pause the selected sessions")
+    @admin.action(description="Pause the selected sessions", permissions=["operate"])
     def pause_sessions(self, request: HttpRequest, queryset: QuerySet[TranscriptionSession]) -> None:
         self._each(request, queryset, "pause")
 
-    @admin.action(description="Resume the selected sessions")
+    @admin.action(description="Resume the selected sessions", permissions=["operate"])
     def resume_sessions(self, request: HttpRequest, queryset: QuerySet[TranscriptionSession]) -> None:
         self._each(request, queryset, "resume")

@@ -1,6 +1,8 @@
 """The WebSocket of a listener: `/ws/<session_id>` (or `/ws` and a join message).
 
 On join: session_info, every final subtitle so far, then the session's live events.
+Who may join is LISTEN_ACCESS's rule (transcriber_site.access): the session cookie says
+who the visitor is, and `?key=` on the URL (or "key" in the join message) is the share key.
 `ready` asks for the audio: the server makes a peer, offers, and the browser answers.
 Wrong input gets an {"type": "error", "message": ...} and the socket stays usable.
 
@@ -18,16 +20,19 @@ import logging
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 
 from sessions_app import events
 from sessions_app.models import ENDED, Listener, TranscriptionSession, TranscriptVersion
 from sessions_app.webrtc import SERVER_ID, ListenerTrack, announce_public_ip, hub, peer_connection
+from transcriber_site.access import listen_refusal, may_listen
 from transcriber_site.lib.http import TooDeep, parse_json, shown
 from transcriber_site.lib.serving import WS_MAX_MESSAGE_BYTES
 
@@ -179,8 +184,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if isinstance(raw, bool) or not isinstance(raw, int | str) or not str(raw).isdigit():
             raise ProtocolError('join needs "session_id", the number of a session.')
         session_id = int(raw)
+        user = self.scope.get("user") or AnonymousUser()  # a session cookie signs an operator in
+        if refusal := await database_sync_to_async(listen_refusal)(user):
+            raise ProtocolError(refusal)
         session = await database_sync_to_async(TranscriptionSession.objects.filter(pk=session_id).first)()
-        if session is None:
+        key = message.get("key") or self.query_key()
+        # one this listener may not see is answered as a missing one: ids cannot be probed
+        if session is None or not await database_sync_to_async(may_listen)(user, session.share_key, key):
             raise ProtocolError(f"There is no session {session_id}.")
         if session.state in ENDED:
             raise ProtocolError(
@@ -202,6 +212,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self.send_json({"type": "session_info", "session": info, "server_time": time.time()})
         for event in finals:
             await self.forward_subtitle({**event, "replay": True})  # said before this listener came
+
+    def query_key(self) -> str | None:
+        """The share key of `/ws/<id>?key=<key>`, the share link's key (LISTEN_ACCESS=link)."""
+        values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("key")
+        return values[0] if values else None
 
     @staticmethod
     def _history(session: TranscriptionSession) -> tuple[dict[str, Any], list[dict[str, Any]]]:

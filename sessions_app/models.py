@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from media_app.models import MediaFile
 from sessions_app import events
+from transcriber_site.access import new_share_key
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,14 @@ class TranscriptionSession(models.Model):
     worker_id = models.CharField(max_length=128, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     degraded = models.PositiveSmallIntegerField(default=0)  # 0 normal; see sessions_app.runner
+    # What a listener needs besides the id where LISTEN_ACCESS=link (transcriber_site.access)
+    share_key = models.CharField(max_length=32, default=new_share_key, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    stopped_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -166,10 +175,11 @@ class TranscriptionSession(models.Model):
             paused_secs=self.paused_secs + (timezone.now() - paused_at).total_seconds(),
         )
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, by: Any = None) -> None:
+        """Stop the session; `by` is the operator who stopped it, if one did."""
         if self.state in ENDED:
             raise TransitionError(f"Session {self.pk} has already ended ({self.state}).")
-        self._end(State.STOPPED, stop_reason=reason)
+        self._end(State.STOPPED, stop_reason=reason, stopped_by=by)
 
     def complete(self) -> None:
         self._end(State.COMPLETED)

@@ -10,6 +10,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from media_app.audio import ACCEPTED_EXTENSIONS
@@ -21,28 +22,35 @@ from sessions_app import events
 from sessions_app.models import LIVE, Listener, State, TranscriptionSession, TranscriptVersion, TransitionError
 from sessions_app.turn import ice_servers
 from sessions_app.webrtc import SERVER_ID, hub
+from transcriber_site.access import listen_refusal, may_list, may_listen, may_operate
 from transcriber_site.lib.http import ApiError, api, json_body, shown
 from transcriber_site.lib.looplag import probe
 from transcriber_site.lib.supervise import statuses
-from transcriber_site.models import is_operator
 
 
 @api("GET")
 def config(request: HttpRequest) -> dict[str, Any]:
     """What a browser needs before it joins: ICE servers, where the WebSocket is, limits."""
+    servers = ice_servers("listener")  # fresh TURN credentials for each page
+    if listen_refusal(request.user):  # this visitor may not listen: no relay is theirs to use
+        servers = [server for server in servers if "credential" not in server]
     return {
-        "iceServers": ice_servers("listener"),  # fresh TURN credentials for each page
+        "iceServers": servers,
         "wsHost": settings.WS_HOST or None,
         "maxUploadMb": settings.MAX_UPLOAD_SIZE_MB,
         "acceptedExtensions": sorted(ACCEPTED_EXTENSIONS),
         "presets": list(PRESETS),
         "defaultPreset": DEFAULT_PRESET,
-        "operator": is_operator(request.user),  # signed in (cookie or token) with the operate permission
+        "operator": may_operate(request.user),  # signed in (cookie or token) with the operate permission
+        "username": request.user.get_username() or None,
+        "listenAccess": settings.LISTEN_ACCESS,
+        "signInUrl": reverse("sign-in"),
     }
 
 
 async def health(request: HttpRequest) -> HttpResponse:
-    """This process's runtime: peers, audio sources, tasks and memory (for operators and leak checks).
+    """This process's counts (peers, audio sources, listeners, live sessions) for anyone; for
+    operators also its tasks, memory, event-loop lag and supervised loops (leak checks).
 
     Async, so that it sees the event loop's tasks (the peers' and audio sources' live there).
     """
@@ -50,14 +58,15 @@ async def health(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": f"{request.method} is not allowed here; use GET."}, status=405)
     listeners = await sync_to_async(Listener.objects.filter(server_id=SERVER_ID).count)()
     live = await sync_to_async(TranscriptionSession.objects.filter(state__in=LIVE).count)()
+    counts = {"server": SERVER_ID, **hub.stats(), "listeners": listeners, "live_sessions": live}
+    user = await request.auser()
+    if not await sync_to_async(may_operate)(user):
+        return JsonResponse(counts)
     return JsonResponse(
         {
-            "server": SERVER_ID,
-            **hub.stats(),
-            "listeners": listeners,
+            **counts,
             "tasks": len(asyncio.all_tasks()),
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
-            "live_sessions": live,
             "loop_lag": probe.stats(),
             "supervised": statuses(),
         }
@@ -76,14 +85,28 @@ class NewSession(BaseModel):
     preset: str = Field(default=DEFAULT_PRESET, max_length=32)
 
 
-@api("GET", "POST")
+@api("GET", "POST", operator=("POST",))
 def session_list(request: HttpRequest) -> HttpResponse | list[dict[str, Any]] | dict[str, Any]:
     if request.method == "POST":
         return create_session(request)
+    if refusal := listen_refusal(request.user):
+        raise ApiError(401, refusal)
+    if not may_list(request.user):
+        return []  # LISTEN_ACCESS=link: a visitor finds a session only through its share link
     sessions = TranscriptionSession.objects.all()
     if request.GET.get("state") == "live":
         sessions = sessions.filter(state__in=LIVE)
-    return [s.to_dict() for s in sessions[:200]]
+    return [as_json(request, s) for s in sessions.select_related("created_by", "stopped_by")[:200]]
+
+
+def as_json(request: HttpRequest, session: TranscriptionSession) -> dict[str, Any]:
+    """A session as the API shows it; operators also get its share link and who started and stopped it."""
+    data = session.to_dict()
+    if may_operate(request.user):
+        data["share_url"] = f"/?session={session.pk}&key={session.share_key}"
+        data["created_by"] = session.created_by.get_username() if session.created_by else None
+        data["stopped_by"] = session.stopped_by.get_username() if session.stopped_by else None
+    return data
 
 
 def create_session(request: HttpRequest) -> HttpResponse:
@@ -117,13 +140,14 @@ def create_session(request: HttpRequest) -> HttpResponse:
             language=language,
             target_language=target or "",
             preset=new.preset,
+            created_by=request.user if request.user.is_authenticated else None,
         )
     try:
         async_to_sync(events.dispatch_start)(session.pk)
     except Exception as exc:  # the channel layer (Redis) is down: no worker can hear of it
         session.fail(f"No worker could be asked to run the session: the channel layer is unavailable ({exc}).")
         raise ApiError(503, "The server cannot reach its workers (its channel layer is down); try again.") from None
-    return JsonResponse(session.to_dict(), status=201)
+    return JsonResponse(as_json(request, session), status=201)
 
 
 def _serialise_creation() -> None:
@@ -134,34 +158,35 @@ def _serialise_creation() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(5150)")
 
 
-@api("GET", "DELETE")
+@api("GET", "DELETE", operator=("DELETE",))
 def session_detail(request: HttpRequest, session_id: int) -> dict[str, Any]:
-    session = get_session(session_id)
     if request.method == "DELETE":
+        session = get_session(session_id)
         with transitions():
-            session.stop("Stopped by an operator.")
-    return session.to_dict()
+            session.stop("Stopped by an operator.", by=request.user if request.user.is_authenticated else None)
+        return as_json(request, session)
+    return as_json(request, visible_session(request, session_id))
 
 
-@api("POST")
+@api("POST", operator=("POST",))
 def session_pause(request: HttpRequest, session_id: int) -> dict[str, Any]:
     session = get_session(session_id)
     with transitions():
         session.pause()
-    return session.to_dict()
+    return as_json(request, session)
 
 
-@api("POST")
+@api("POST", operator=("POST",))
 def session_resume(request: HttpRequest, session_id: int) -> dict[str, Any]:
     session = get_session(session_id)
     with transitions():
         session.resume()
-    return session.to_dict()
+    return as_json(request, session)
 
 
 @api("GET")
 def session_transcript(request: HttpRequest, session_id: int) -> HttpResponse:
-    session = get_session(session_id)
+    session = visible_session(request, session_id)
     fmt = request.GET.get("format", "txt")
     if fmt not in FORMATS:
         raise ApiError(400, f"Unknown transcript format '{shown(fmt)}'; use one of {', '.join(FORMATS)}.")
@@ -201,6 +226,19 @@ def transcript_version(session: TranscriptionSession, asked: str | None) -> str:
 def get_session(session_id: int) -> TranscriptionSession:
     session = TranscriptionSession.objects.filter(pk=session_id).first()
     if session is None:
+        raise ApiError(404, f"There is no session with id {session_id}.")
+    return session
+
+
+def visible_session(request: HttpRequest, session_id: int) -> TranscriptionSession:
+    """The session, if this visitor may see it (LISTEN_ACCESS, the share key in `?key=`).
+
+    One the visitor may not see is a 404 like a missing one: ids cannot be probed.
+    """
+    if refusal := listen_refusal(request.user):
+        raise ApiError(401, refusal)
+    session = get_session(session_id)
+    if not may_listen(request.user, session.share_key, request.GET.get("key")):
         raise ApiError(404, f"There is no session with id {session_id}.")
     return session
 

@@ -63,6 +63,21 @@ def proxy_ssl_header(value: str) -> tuple[str, str] | None:
 
 SECURE_PROXY_SSL_HEADER = proxy_ssl_header(env.str("SECURE_PROXY_SSL_HEADER", default=""))
 
+# --- Who may do what (transcriber_site.access) ---------------------------------------
+# Operators (users with the operate permission) upload, delete, start, pause and stop.
+# Listeners need no account; LISTEN_ACCESS says what they may see: `public` (every session,
+# listed), `link` (a session only through its share link, never listed), `operators` (nothing:
+# listening needs a sign-in). OPEN_ACCESS=true lets anyone operate, for a closed demo network.
+LISTEN_ACCESS = env.str("LISTEN_ACCESS", default="public")
+if LISTEN_ACCESS not in ("public", "link", "operators"):
+    raise ImproperlyConfigured(f"LISTEN_ACCESS is public, link or operators, not {LISTEN_ACCESS!r}")
+OPEN_ACCESS = env.bool("OPEN_ACCESS", default=False)
+# A one-time sign-in link (`serve --sign-in-link`, which `make run` uses) works this long.
+SIGN_IN_LINK_TTL_SECS = env.int("SIGN_IN_LINK_TTL_SECS", default=3600)
+LOGIN_URL = "sign-in"
+LOGIN_REDIRECT_URL = "index"
+LOGOUT_REDIRECT_URL = "index"
+
 # --- Models -------------------------------------------------------------------------
 USE_GPU = env.bool("USE_GPU", default=False)
 # Threads inside one model call, and model calls run at once; 0 lets each engine choose

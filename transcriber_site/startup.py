@@ -11,10 +11,21 @@ from asgiref.sync import sync_to_async
 log = logging.getLogger(__name__)
 
 
+def warn_if_open() -> None:
+    from django.conf import settings
+
+    if settings.OPEN_ACCESS:
+        log.warning(
+            "OPEN_ACCESS is on: anyone who can reach this server can upload and delete recordings and start, "
+            "pause and stop sessions. Keep it to a closed network."
+        )
+
+
 async def server_started() -> None:
     from media_app.scan import scan_media_dir
     from sessions_app.lifecycle import runtime
 
+    warn_if_open()
     report = await sync_to_async(scan_media_dir, thread_sensitive=True)()
     # recordings stay listed when MEDIA_DIR is empty or not mounted; the operator should hear of it
     log.log(logging.WARNING if report.missing else logging.INFO, "media library: %s", report.lines()[-1])

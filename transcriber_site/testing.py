@@ -170,6 +170,8 @@ class LiveServer:
 
     It gets its own SQLite file and MEDIA_DIR under `root` unless `env` names others.
     `server="daphne"` runs `manage.py runserver` (daphne) instead, the development server.
+    `token` is an operator's API token, made at start (`create_operator tests --token`):
+    api_call(server, ...) sends it.
     """
 
     def __init__(self, root: Path, env: dict[str, str] | None = None, server: str = "uvicorn") -> None:
@@ -188,11 +190,21 @@ class LiveServer:
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = root / f"server-{self.port}.log"
+        self.token = ""
 
     def __enter__(self) -> LiveServer:
         self.media_dir.mkdir(parents=True, exist_ok=True)
         manage = [sys.executable, str(BASE_DIR / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=self.env, check=True, cwd=BASE_DIR)
+        made = subprocess.run(
+            [*manage, "create_operator", "tests", "--token"],
+            env=self.env,
+            check=True,
+            cwd=BASE_DIR,
+            capture_output=True,
+            text=True,
+        )
+        self.token = made.stdout.strip().splitlines()[-1]
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [*manage, "serve", "--port", str(self.port)]
@@ -208,6 +220,11 @@ class LiveServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def operator_headers(self) -> dict[str, str]:
+        """The header that makes a request this server's operator's."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -313,12 +330,18 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def api_call(base_url: str, path: str, body: dict[str, Any] | None = None, method: str | None = None) -> Any:
-    """JSON in, JSON out, against a LiveServer; raises urllib's HTTPError on 4xx/5xx."""
+def api_call(server: LiveServer | str, path: str, body: dict[str, Any] | None = None, method: str | None = None) -> Any:
+    """JSON in, JSON out; raises urllib's HTTPError on 4xx/5xx.
+
+    Against a LiveServer, the call is its operator's (its token); against a bare URL, anonymous.
+    """
+    headers = {"Content-Type": "application/json"}
+    if isinstance(server, LiveServer):
+        headers |= server.operator_headers
     request = urllib.request.Request(
-        base_url + path,
+        (server.url if isinstance(server, LiveServer) else server) + path,
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
+        headers=headers,
         method=method or ("POST" if body is not None else "GET"),
     )
     with urllib.request.urlopen(request, timeout=30) as response:

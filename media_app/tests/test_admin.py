@@ -20,10 +20,10 @@ def admin_client(client):
 
 
 @pytest.fixture
-def two_recordings(client, tmp_path) -> list[MediaFile]:
+def two_recordings(admin_client, tmp_path) -> list[MediaFile]:
     data = write_audio(tmp_path / "x.wav", tone(0.5)).read_bytes()
     for name in ("interview.wav", "lecture.wav"):
-        client.post("/api/media/upload", {"file": SimpleUploadedFile(name, data)})
+        admin_client.post("/api/media/upload", {"file": SimpleUploadedFile(name, data)})
     return list(MediaFile.objects.all())
 
 

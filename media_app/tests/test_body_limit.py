@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
+from transcriber_site.access import SIGN_IN_TO_OPERATE
 from transcriber_site.lib.asgi import BodySizeLimit
 from transcriber_site.testing import LiveServer, tone, write_audio
 
@@ -111,12 +112,13 @@ def server(tmp_path_factory):
         yield live
 
 
-def chunked_post(port: int, body: bytes, chunk: int = 64 * 1024) -> tuple[int, dict]:
+def chunked_post(server: LiveServer, body: bytes, chunk: int = 64 * 1024) -> tuple[int, dict]:
     """POST `body` with Transfer-Encoding: chunked, i.e. without declaring any length."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
         s.sendall(
             b"POST /api/media/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
-            b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n"
+            + f"Authorization: {server.operator_headers['Authorization']}\r\n".encode()
+            + b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n"
         )
         for i in range(0, len(body), chunk):
             part = body[i : i + chunk]
@@ -131,7 +133,7 @@ def chunked_post(port: int, body: bytes, chunk: int = 64 * 1024) -> tuple[int, d
 def test_the_real_server_refuses_a_chunked_upload_over_the_limit(server, tmp_path):
     data = write_audio(tmp_path / "big.wav", tone(60.0)).read_bytes()  # about 10 MB
 
-    status, body = chunked_post(server.port, multipart("big.wav", data))
+    status, body = chunked_post(server, multipart("big.wav", data))
 
     assert status == 413
     assert body == {"error": "The upload is larger than the 1 MB limit (MAX_UPLOAD_SIZE_MB)."}
@@ -144,7 +146,10 @@ def test_the_real_server_refuses_a_declared_upload_over_the_limit(server, tmp_pa
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
 
     connection.request(
-        "POST", "/api/media/upload", body=data, headers={"Content-Type": "multipart/form-data; boundary=XyZ"}
+        "POST",
+        "/api/media/upload",
+        body=data,
+        headers={"Content-Type": "multipart/form-data; boundary=XyZ", **server.operator_headers},
     )
     response = connection.getresponse()
 
@@ -158,7 +163,10 @@ def test_the_real_server_accepts_an_upload_within_the_limit(server, tmp_path):
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
 
     connection.request(
-        "POST", "/api/media/upload", body=data, headers={"Content-Type": "multipart/form-data; boundary=XyZ"}
+        "POST",
+        "/api/media/upload",
+        body=data,
+        headers={"Content-Type": "multipart/form-data; boundary=XyZ", **server.operator_headers},
     )
     response = connection.getresponse()
 
@@ -170,7 +178,7 @@ def test_the_real_server_accepts_an_upload_within_the_limit(server, tmp_path):
 def test_a_chunked_upload_within_the_limit_is_asked_for_its_length(server, tmp_path):
     data = multipart("small.mp3", write_audio(tmp_path / "small.mp3", tone(3.0)).read_bytes())
 
-    status, body = chunked_post(server.port, data)
+    status, body = chunked_post(server, data)
 
     assert status == 411
     assert body == {"error": "Send the upload with a Content-Length header; chunked uploads are not accepted."}
@@ -205,11 +213,11 @@ FRAMINGS = {
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("framing", FRAMINGS.values(), ids=FRAMINGS.keys())
-def test_a_file_of_exactly_the_limit_is_accepted_whatever_the_framing(client, settings, framing):
+def test_a_file_of_exactly_the_limit_is_accepted_whatever_the_framing(operator_client, settings, framing):
     settings.MAX_UPLOAD_SIZE_MB = 1
     body = form(wav_of_exactly(MIB), **framing)
 
-    response = client.post(
+    response = operator_client.post(
         "/api/media/upload", data=body, content_type=f"multipart/form-data; boundary={framing['boundary']}"
     )
 
@@ -219,11 +227,11 @@ def test_a_file_of_exactly_the_limit_is_accepted_whatever_the_framing(client, se
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("framing", FRAMINGS.values(), ids=FRAMINGS.keys())
-def test_a_file_one_byte_over_the_limit_is_refused_whatever_the_framing(client, settings, media_dir, framing):
+def test_a_file_one_byte_over_the_limit_is_refused_whatever_the_framing(operator_client, settings, media_dir, framing):
     settings.MAX_UPLOAD_SIZE_MB = 1
     body = form(wav_of_exactly(MIB) + b"\0", **framing)
 
-    response = client.post(
+    response = operator_client.post(
         "/api/media/upload", data=body, content_type=f"multipart/form-data; boundary={framing['boundary']}"
     )
 
@@ -232,10 +240,13 @@ def test_a_file_one_byte_over_the_limit_is_refused_whatever_the_framing(client, 
     assert leftovers(media_dir) == []
 
 
-def post_multipart(port: int, body: bytes, boundary: str = "XyZ") -> tuple[int, dict]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def post_multipart(
+    server: LiveServer, body: bytes, boundary: str = "XyZ", as_operator: bool = True
+) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     connection.request(
-        "POST", "/api/media/upload", body=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        "POST", "/api/media/upload", body=body, headers=headers | (server.operator_headers if as_operator else {})
     )
     response = connection.getresponse()
     return response.status, json.loads(response.read())
@@ -245,11 +256,28 @@ def post_multipart(port: int, body: bytes, boundary: str = "XyZ") -> tuple[int, 
 def test_the_real_server_takes_a_file_of_exactly_the_limit_and_refuses_one_byte_more(server):
     exact = wav_of_exactly(MIB)
 
-    accepted, media = post_multipart(server.port, multipart("exact.wav", exact))
-    refused, error = post_multipart(server.port, multipart("over.wav", exact + b"\0"))
+    accepted, media = post_multipart(server, multipart("exact.wav", exact))
+    refused, error = post_multipart(server, multipart("over.wav", exact + b"\0"))
 
     assert accepted == 201, media
     assert media["size_bytes"] == MIB
     assert refused == 413
     assert error == {"error": "The upload is larger than the 1 MB limit (MAX_UPLOAD_SIZE_MB)."}
     assert [name for name in leftovers(server.media_dir) if name.startswith(".")] == []  # no partial files
+
+
+@pytest.mark.slow
+def test_a_request_with_no_sign_in_is_refused_before_its_body_is_spooled(server, tmp_path):
+    small = multipart("small.wav", write_audio(tmp_path / "small.wav", tone(0.1)).read_bytes())  # 18 KB
+    big = multipart("big.wav", write_audio(tmp_path / "big.wav", tone(1.0)).read_bytes())  # 176 KB
+    before = leftovers(server.media_dir)
+
+    small_status, small_error = post_multipart(server, small, as_operator=False)
+    big_status, big_error = post_multipart(server, big, as_operator=False)
+
+    assert (small_status, small_error["error"]) == (401, SIGN_IN_TO_OPERATE)  # Django read it, and refused
+    assert big_status == 413  # refused at the door, before Django spooled a byte of it
+    assert big_error == {
+        "error": "Sign in as an operator to upload; a request without a sign-in may carry 64 KB at most."
+    }
+    assert leftovers(server.media_dir) == before

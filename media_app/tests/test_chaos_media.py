@@ -46,9 +46,8 @@ def upload(server: LiveServer, path: Path) -> tuple[int, str, dict]:
         + b"\r\n--XyZ--\r\n"
     )
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-    connection.request(
-        "POST", "/api/media/upload", body=body, headers={"Content-Type": "multipart/form-data; boundary=XyZ"}
-    )
+    headers = {"Content-Type": "multipart/form-data; boundary=XyZ", **server.operator_headers}
+    connection.request("POST", "/api/media/upload", body=body, headers=headers)
     response = connection.getresponse()
     raw = response.read()
     content_type = response.getheader("Content-Type", "")
@@ -67,13 +66,13 @@ def test_an_upload_that_fills_the_media_dir_is_a_507_and_leaves_nothing(tmp_path
         with LiveServer(tmp_path, env=env) as server:
             status, _, kept = upload(server, write_audio(tmp_path / "short.flac", tone(5.0), channels=1))
             assert status == 201, kept
-            before = api_call(server.url, "/api/media")
+            before = api_call(server, "/api/media")
             stored = files_under(media_dir)
             # 90 s become a 2.9 MB wav: more than the 2 MB disk holds; the flac itself is small
             status, content_type, body = upload(server, write_audio(tmp_path / "long.flac", tone(90.0), channels=1))
 
             assert (status, content_type, body) == (507, "application/json", {"error": OUT_OF_SPACE})
-            assert api_call(server.url, "/api/media") == before
+            assert api_call(server, "/api/media") == before
             assert files_under(media_dir) == stored  # no partial wav, no temporary upload
             assert files_under(tmp_path / "uploads") == []
             assert "out of disk space" in server.log()
@@ -87,7 +86,7 @@ def test_an_upload_that_fills_the_upload_temp_dir_is_a_507_and_leaves_nothing(tm
             status, content_type, body = upload(server, noise)
 
             assert (status, content_type, body) == (507, "application/json", {"error": OUT_OF_SPACE})
-            assert api_call(server.url, "/api/media") == []
+            assert api_call(server, "/api/media") == []
             assert files_under(upload_dir) == []
             assert files_under(server.media_dir) == []
 
@@ -102,7 +101,7 @@ def test_an_upload_that_fills_the_system_temp_dir_is_a_507(tmp_path):
             status, content_type, body = 500, "", {}
 
         assert (status, content_type, body) == (507, "application/json", {"error": OUT_OF_SPACE})
-        assert api_call(server.url, "/api/media") == []
+        assert api_call(server, "/api/media") == []
 
 
 def test_an_unmounted_media_dir_at_start_keeps_the_library_and_finds_it_again(tmp_path):
@@ -117,30 +116,30 @@ def test_an_unmounted_media_dir_at_start_keeps_the_library_and_finds_it_again(tm
             ids = [
                 upload(server, write_audio(tmp_path / f"{name}.flac", tone(1.0), channels=1))[2]["id"] for name in "ab"
             ]
-            session = api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": ids[0]})
-            api_call(server.url, f"/api/sessions/{session['id']}", method="DELETE")
+            session = api_call(server, "/api/sessions", {"model_id": "whisper", "media_id": ids[0]})
+            api_call(server, f"/api/sessions/{session['id']}", method="DELETE")
         subprocess.run(["umount", str(media_dir)], check=True)
         mounted = False
         # a conversion killed before, on the bare directory
         (media_dir / ".leftover-1234.wav.part").write_bytes(b"RIFF")
 
         with server:  # the disk did not come up: MEDIA_DIR is an empty directory
-            listed = api_call(server.url, "/api/media")
+            listed = api_call(server, "/api/media")
             assert sorted(m["id"] for m in listed) == sorted(ids)
             assert all(m["missing"] for m in listed), listed
-            assert api_call(server.url, f"/api/sessions/{session['id']}")["media_id"] == ids[0]
-            assert api_call(server.url, "/api/health") is not None
+            assert api_call(server, f"/api/sessions/{session['id']}")["media_id"] == ids[0]
+            assert api_call(server, "/api/health") is not None
             assert "marked missing" in server.log()
         assert not (media_dir / ".leftover-1234.wav.part").exists()
 
         mount("--bind", str(disk), str(media_dir))
         mounted = True
         with server:  # the disk is back
-            listed = api_call(server.url, "/api/media")
+            listed = api_call(server, "/api/media")
             assert sorted(m["id"] for m in listed) == sorted(ids)
             assert not any(m["missing"] for m in listed), listed
-            assert api_call(server.url, f"/api/sessions/{session['id']}")["media_id"] == ids[0]
-            assert api_call(server.url, "/api/health") is not None
+            assert api_call(server, f"/api/sessions/{session['id']}")["media_id"] == ids[0]
+            assert api_call(server, "/api/health") is not None
     finally:
         if mounted:
             subprocess.run(["umount", "--lazy", str(media_dir)], check=True)

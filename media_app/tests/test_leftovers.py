@@ -91,7 +91,9 @@ def test_the_scan_leaves_other_files_of_the_upload_dir_alone(media_dir, settings
     assert (shared / "someone-elses.txt").exists()
 
 
-def test_an_upload_holds_its_temporary_and_partial_files_locked_while_it_converts(client, media_dir, monkeypatch):
+def test_an_upload_holds_its_temporary_and_partial_files_locked_while_it_converts(
+    operator_client, media_dir, monkeypatch
+):
     seen: dict[str, bool] = {}
     real = audio.decode_pcm
 
@@ -105,7 +107,7 @@ def test_an_upload_holds_its_temporary_and_partial_files_locked_while_it_convert
     monkeypatch.setattr(audio, "decode_pcm", watched)
     data = write_audio(media_dir.parent / "talk.mp3", tone(2.0)).read_bytes()
 
-    response = client.post("/api/media/upload", {"file": SimpleUploadedFile("talk.mp3", data)})
+    response = operator_client.post("/api/media/upload", {"file": SimpleUploadedFile("talk.mp3", data)})
 
     assert response.status_code == 201
     assert len(seen) == 2, seen  # the temporary upload and the partial wav
@@ -116,8 +118,9 @@ def test_an_upload_holds_its_temporary_and_partial_files_locked_while_it_convert
 
 # An upload in its own process that stops half way through the conversion and waits to be killed.
 HELD_UPLOAD = """
-import sys, threading
+import os, sys, threading
 import django
+os.environ["OPEN_ACCESS"] = "true"  # who uploads does not matter here: the process is killed half way
 django.setup()
 from django.test import Client
 from django.test.utils import setup_test_environment

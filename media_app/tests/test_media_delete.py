@@ -12,41 +12,41 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def media(client, tmp_path) -> MediaFile:
+def media(operator_client, tmp_path) -> MediaFile:
     data = write_audio(tmp_path / "x.wav", tone(0.5)).read_bytes()
-    response = client.post("/api/media/upload", {"file": SimpleUploadedFile("x.wav", data)})
+    response = operator_client.post("/api/media/upload", {"file": SimpleUploadedFile("x.wav", data)})
     return MediaFile.objects.get(pk=response.json()["id"])
 
 
-def test_delete_removes_the_row_and_the_file(client, media):
+def test_delete_removes_the_row_and_the_file(operator_client, media):
     path = media.path
     assert path.exists()
 
-    response = client.delete(f"/api/media/{media.id}")
+    response = operator_client.delete(f"/api/media/{media.id}")
 
     assert response.status_code == 204
     assert not path.exists()
     assert not MediaFile.objects.exists()
 
 
-def test_delete_of_an_unknown_id_is_404(client):
-    response = client.delete("/api/media/999")
+def test_delete_of_an_unknown_id_is_404(operator_client):
+    response = operator_client.delete("/api/media/999")
 
     assert response.status_code == 404
     assert response.json() == {"error": "There is no media file with id 999."}
 
 
-def test_get_of_one_recording(client, media):
-    response = client.get(f"/api/media/{media.id}")
+def test_get_of_one_recording(operator_client, media):
+    response = operator_client.get(f"/api/media/{media.id}")
 
     assert response.status_code == 200
     assert response.json() == media.to_dict()
 
 
-def test_delete_when_the_file_already_vanished_still_removes_the_row(client, media):
+def test_delete_when_the_file_already_vanished_still_removes_the_row(operator_client, media):
     media.path.unlink()
 
-    response = client.delete(f"/api/media/{media.id}")
+    response = operator_client.delete(f"/api/media/{media.id}")
 
     assert response.status_code == 204
     assert not MediaFile.objects.exists()

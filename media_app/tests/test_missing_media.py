@@ -79,11 +79,11 @@ def test_a_second_scan_reports_a_missing_file_as_still_missing(media_dir, librar
     assert "(1 missing)" in output
 
 
-def test_the_api_lists_a_missing_recording_as_missing(client, media_dir, library):
+def test_the_api_lists_a_missing_recording_as_missing(operator_client, media_dir, library):
     (media_dir / "a.wav").unlink()
     scan()
 
-    listed = {m["id"]: m for m in client.get("/api/media").json()}
+    listed = {m["id"]: m for m in operator_client.get("/api/media").json()}
 
     assert listed[library[0].pk]["missing"] is True
     assert listed[library[1].pk]["missing"] is False

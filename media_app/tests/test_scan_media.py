@@ -96,7 +96,8 @@ def test_the_server_scans_at_start(tmp_path, media_dir):
         import json
         import urllib.request
 
-        listed = json.loads(urllib.request.urlopen(f"{server.url}/api/media").read())
+        request = urllib.request.Request(f"{server.url}/api/media", headers=server.operator_headers)
+        listed = json.loads(urllib.request.urlopen(request).read())
 
     assert sorted(m["filename"] for m in listed) == ["demo.wav", "dropped.mp3"]
     demo = next(m for m in listed if m["filename"] == "demo.wav")

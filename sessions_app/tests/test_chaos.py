@@ -47,14 +47,14 @@ def library(media_dir: Path, seconds: float = 12.0) -> None:
 def fingerprint(server: LiveServer) -> dict[int, tuple[str, str]]:
     """Each media row's stored file and the file's sha256: what a fault must leave intact."""
     out = {}
-    for media in api_call(server.url, "/api/media"):
+    for media in api_call(server, "/api/media"):
         stored = next(server.media_dir.glob("talk-*.wav"))
         out[media["id"]] = (media["filename"], hashlib.sha256(stored.read_bytes()).hexdigest())
     return out
 
 
 def counts(server: LiveServer) -> dict[str, int]:
-    health = api_call(server.url, "/api/health")
+    health = api_call(server, "/api/health")
     return {name: health[name] for name in COUNTS}
 
 
@@ -66,13 +66,13 @@ def settled(server: LiveServer, baseline: dict[str, int], within: float = 15.0) 
 
 
 def start_session(server: LiveServer) -> int:
-    [media] = api_call(server.url, "/api/media")
-    return int(api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})["id"])
+    [media] = api_call(server, "/api/media")
+    return int(api_call(server, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})["id"])
 
 
 def wait_state(server: LiveServer, session_id: int, states: tuple[str, ...], within: float = 60.0) -> dict:
     deadline = time.monotonic() + within
-    while (session := api_call(server.url, f"/api/sessions/{session_id}"))["state"] not in states:
+    while (session := api_call(server, f"/api/sessions/{session_id}"))["state"] not in states:
         assert time.monotonic() < deadline, session
         time.sleep(0.25)
     return session
@@ -113,14 +113,14 @@ def test_kill_9_of_the_web_process_mid_session(tmp_path):
         files = fingerprint(first)
         sid = start_session(first)
         seen = asyncio.run(listen_until_finals(first, sid, finals=2))
-        played = api_call(first.url, f"/api/sessions/{sid}")["progress_secs"]
+        played = api_call(first, f"/api/sessions/{sid}")["progress_secs"]
         assert first.process is not None
         first.process.kill()
         first.process.wait()
     time.sleep(3)  # downtime, which must not count as played
 
     with LiveServer(tmp_path, env=env) as second:
-        session = api_call(second.url, f"/api/sessions/{sid}")
+        session = api_call(second, f"/api/sessions/{sid}")
         assert session["state"] == "stopped"
         assert session["stop_reason"] == "The server restarted; a session cannot outlive the process that ran it."
         assert played - 2.5 <= session["progress_secs"] <= played + 0.5  # up to its last heartbeat, no downtime
@@ -171,7 +171,9 @@ def test_kill_9_of_redis_mid_session_and_back(tmp_path):
 def api_error(server: LiveServer, path: str, body: dict) -> tuple[int, str]:
     """The status and sentence of a request that must fail (waiting up to a minute: a busy timeout is 30 s)."""
     request = urllib.request.Request(
-        server.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        server.url + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **server.operator_headers},
     )
     try:
         urllib.request.urlopen(request, timeout=60).close()
@@ -213,8 +215,8 @@ def test_a_database_locked_for_40_s_mid_session(tmp_path):
         assert fingerprint(server) == files
         assert settled(server, dict.fromkeys(COUNTS, 0)) == dict.fromkeys(COUNTS, 0)
         deadline = time.monotonic() + 40  # the loops that failed on the lock are back
-        while not all(loop["alive"] for loop in api_call(server.url, "/api/health")["supervised"].values()):
-            assert time.monotonic() < deadline, api_call(server.url, "/api/health")["supervised"]
+        while not all(loop["alive"] for loop in api_call(server, "/api/health")["supervised"].values()):
+            assert time.monotonic() < deadline, api_call(server, "/api/health")["supervised"]
             time.sleep(0.5)
         again = start_session(server)
         assert wait_state(server, again, ("completed",))["state"] == "completed"

@@ -25,12 +25,12 @@ def server(tmp_path_factory):
 
 
 def new_session(server: LiveServer) -> int:
-    [media] = api_call(server.url, "/api/media")
-    return int(api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})["id"])
+    [media] = api_call(server, "/api/media")
+    return int(api_call(server, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})["id"])
 
 
 def health(server: LiveServer) -> dict:
-    return api_call(server.url, "/api/health")
+    return api_call(server, "/api/health")
 
 
 def settled(server: LiveServer, **expected: int) -> dict:
@@ -65,7 +65,7 @@ def test_a_deeply_nested_frame_is_refused_and_its_socket_still_cleans_up(server)
     after = settled(server, peers=before["peers"], listeners=before["listeners"])
     assert after["peers"] == before["peers"] == 0
     assert after["listeners"] == before["listeners"] == 0
-    api_call(server.url, f"/api/sessions/{sid}", method="DELETE")
+    api_call(server, f"/api/sessions/{sid}", method="DELETE")
 
 
 def test_an_oversized_frame_closes_the_socket_and_leaks_nothing(server):
@@ -82,7 +82,7 @@ def test_an_oversized_frame_closes_the_socket_and_leaks_nothing(server):
     assert asyncio.run(scenario()) == 1009  # "message too big"
     after = settled(server, peers=0, listeners=0, audio_sources=0)
     assert (after["peers"], after["listeners"]) == (0, 0)
-    api_call(server.url, f"/api/sessions/{sid}", method="DELETE")
+    api_call(server, f"/api/sessions/{sid}", method="DELETE")
 
 
 @pytest.mark.parametrize("path", ["/ws/abc", "/wsx", "/ws/1/2", "/socket"])

@@ -23,8 +23,8 @@ def server(tmp_path_factory):
 
 
 def session(server: LiveServer) -> int:
-    [media] = api_call(server.url, "/api/media")
-    return int(api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})["id"])
+    [media] = api_call(server, "/api/media")
+    return int(api_call(server, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})["id"])
 
 
 def ws_url(server: LiveServer, path: str) -> str:
@@ -60,7 +60,7 @@ def test_a_full_session_refuses_the_next_listener_with_a_close_reason(server):
     assert message == expected
     assert code == 4429
     assert reason == expected[:120]
-    api_call(server.url, f"/api/sessions/{sid}", method="DELETE")
+    api_call(server, f"/api/sessions/{sid}", method="DELETE")
 
 
 def test_one_address_cannot_hold_more_sockets_than_the_limit(server):

@@ -25,12 +25,12 @@ def server(tmp_path_factory):
     write_audio(media_dir / "demo.flac", demo, channels=1)
     write_audio(media_dir / "short.flac", demo[: int(16000 * 3.3)], channels=1)
     with LiveServer(root, env={"MEDIA_DIR": str(media_dir)}) as live:
-        live.media = {m["filename"]: m for m in api_call(live.url, "/api/media")}
+        live.media = {m["filename"]: m for m in api_call(live, "/api/media")}
         yield live
 
 
 def new_session(server: Any, name: str = "demo.flac") -> dict:
-    return api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": server.media[name]["id"]})
+    return api_call(server, "/api/sessions", {"model_id": "whisper", "media_id": server.media[name]["id"]})
 
 
 def position(clock: dict, at: float) -> float:
@@ -99,10 +99,10 @@ def test_a_pause_is_heard_as_silence_and_resume_brings_the_sound_back(server):
             await listener.start_audio()
             await clock_of(listener)
             await listener.audio_for(1.5)
-            api_call(server.url, f"/api/sessions/{session['id']}/pause", {})
+            api_call(server, f"/api/sessions/{session['id']}/pause", {})
             paused = await clock_event(listener, "paused")
             await listener.audio_for(1.5 + 2.0)
-            api_call(server.url, f"/api/sessions/{session['id']}/resume", {})
+            api_call(server, f"/api/sessions/{session['id']}/resume", {})
             resumed = await clock_event(listener, "running")
             await listener.audio_for(1.5 + 2.0 + 2.0)
             return listener, paused, resumed
@@ -186,15 +186,15 @@ def test_client_count_counts_listeners_and_drops_when_one_leaves(server):
     assert two["client_count"] == 2
     assert one["client_count"] == 1
     deadline = time.monotonic() + 5  # the server handles the last socket's close after the client returns
-    while api_call(server.url, f"/api/sessions/{session['id']}")["client_count"] != 0:
+    while api_call(server, f"/api/sessions/{session['id']}")["client_count"] != 0:
         assert time.monotonic() < deadline, "the last listener was still counted 5 s after it left"
         time.sleep(0.1)
-    api_call(server.url, f"/api/sessions/{session['id']}", method="DELETE")
+    api_call(server, f"/api/sessions/{session['id']}", method="DELETE")
 
 
 def test_joins_and_leaves_leave_nothing_behind(server):
     session = new_session(server)
-    baseline = api_call(server.url, "/api/health")
+    baseline = api_call(server, "/api/health")
 
     async def churn():
         for _ in range(25):
@@ -203,12 +203,12 @@ def test_joins_and_leaves_leave_nothing_behind(server):
                 await listener.audio_for(0.1)
 
     asyncio.run(churn())
-    api_call(server.url, f"/api/sessions/{session['id']}", method="DELETE")
+    api_call(server, f"/api/sessions/{session['id']}", method="DELETE")
     deadline = time.monotonic() + 10
-    after = api_call(server.url, "/api/health")
+    after = api_call(server, "/api/health")
     while (after["peers"], after["audio_sources"], after["listeners"]) != (0, 0, 0) and time.monotonic() < deadline:
         time.sleep(0.2)
-        after = api_call(server.url, "/api/health")
+        after = api_call(server, "/api/health")
 
     assert (after["peers"], after["audio_sources"], after["audio_listeners"], after["listeners"]) == (0, 0, 0, 0)
     assert after["tasks"] <= baseline["tasks"] + 2

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with demo_server(tmp_path_factory.mktemp("ws-errors"), {"demo.flac": None}) as live:
-        [media] = api_call(live.url, "/api/media")
-        live.session = api_call(live.url, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})
+        [media] = api_call(live, "/api/media")
+        live.session = api_call(live, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})
         live.media_id = media["id"]
         yield live
 
@@ -106,8 +106,8 @@ def test_a_bare_socket_must_join_a_session_that_exists(server, join, expected):
 
 
 def test_a_session_that_does_not_exist_or_has_ended(server):
-    ended = api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": server.media_id})
-    api_call(server.url, f"/api/sessions/{ended['id']}", method="DELETE")
+    ended = api_call(server, "/api/sessions", {"model_id": "whisper", "media_id": server.media_id})
+    api_call(server, f"/api/sessions/{ended['id']}", method="DELETE")
 
     async def scenario():
         async with AudioListener(server.url, 424242) as missing, AudioListener(server.url, ended["id"]) as over:

@@ -24,7 +24,7 @@ def api(server: LiveServer, path: str, body: dict | None = None) -> dict | list:
     request = urllib.request.Request(
         server.url + path,
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **server.operator_headers},
         method="POST" if body is not None else "GET",
     )
     with urllib.request.urlopen(request, timeout=30) as response:

@@ -12,14 +12,14 @@ from sessions_app.tests.conftest import new_session
 pytestmark = pytest.mark.django_db
 
 
-def post(client, url: str, body: object):
-    return client.post(url, json.dumps(body), content_type="application/json")
+def post(operator_client, url: str, body: object):
+    return operator_client.post(url, json.dumps(body), content_type="application/json")
 
 
-def test_create_returns_the_session_in_starting(client, make_media):
+def test_create_returns_the_session_in_starting(operator_client, make_media):
     media = make_media(3.0)
 
-    response = post(client, "/api/sessions", {"model_id": "whisper", "media_id": media.id})
+    response = post(operator_client, "/api/sessions", {"model_id": "whisper", "media_id": media.id})
 
     assert response.status_code == 201
     body = response.json()
@@ -32,13 +32,15 @@ def test_create_returns_the_session_in_starting(client, make_media):
     assert set(body) >= {"id", "created_at", "state", "client_count", "progress_secs", "duration_secs"}
 
 
-def test_list_and_read(client, make_media):
+def test_list_and_read(operator_client, make_media):
     media = make_media(2.0)
-    a = post(client, "/api/sessions", {"model_id": "whisper", "media_id": media.id}).json()
-    b = post(client, "/api/sessions", {"model_id": "whisper", "media_id": media.id, "preset": "accurate"}).json()
+    a = post(operator_client, "/api/sessions", {"model_id": "whisper", "media_id": media.id}).json()
+    b = post(
+        operator_client, "/api/sessions", {"model_id": "whisper", "media_id": media.id, "preset": "accurate"}
+    ).json()
 
-    assert [s["id"] for s in client.get("/api/sessions").json()] == [b["id"], a["id"]]
-    assert client.get(f"/api/sessions/{a['id']}").json()["id"] == a["id"]
+    assert [s["id"] for s in operator_client.get("/api/sessions").json()] == [b["id"], a["id"]]
+    assert operator_client.get(f"/api/sessions/{a['id']}").json()["id"] == a["id"]
 
 
 @pytest.mark.parametrize(
@@ -85,21 +87,21 @@ def test_list_and_read(client, make_media):
         ),
     ],
 )
-def test_bad_requests_say_which_field_or_thing_is_wrong(client, make_media, body, status, message):
+def test_bad_requests_say_which_field_or_thing_is_wrong(operator_client, make_media, body, status, message):
     media = make_media(1.0)
     body = {k: (media.id if v == "{media}" else v) for k, v in body.items()}
 
-    response = post(client, "/api/sessions", body)
+    response = post(operator_client, "/api/sessions", body)
 
     assert response.status_code == status
     assert response.json() == {"error": message}
     assert not TranscriptionSession.objects.exists()
 
 
-def test_an_unavailable_model_is_refused_with_what_is_missing(client, make_media, settings, tmp_path):
+def test_an_unavailable_model_is_refused_with_what_is_missing(operator_client, make_media, settings, tmp_path):
     settings.TDT_MODEL_PATH = tmp_path / "no-tdt"
 
-    response = post(client, "/api/sessions", {"model_id": "parakeet-tdt", "media_id": make_media(1.0).id})
+    response = post(operator_client, "/api/sessions", {"model_id": "parakeet-tdt", "media_id": make_media(1.0).id})
 
     assert response.status_code == 400
     assert response.json()["error"].startswith(
@@ -108,8 +110,8 @@ def test_an_unavailable_model_is_refused_with_what_is_missing(client, make_media
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]"])
-def test_a_body_that_is_not_a_json_object_is_refused(client, raw):
-    response = client.post("/api/sessions", raw, content_type="application/json")
+def test_a_body_that_is_not_a_json_object_is_refused(operator_client, raw):
+    response = operator_client.post("/api/sessions", raw, content_type="application/json")
 
     assert response.status_code == 400
     assert response.json()["error"] in (
@@ -119,12 +121,12 @@ def test_a_body_that_is_not_a_json_object_is_refused(client, raw):
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
-def test_a_body_that_is_not_sent_as_json_is_a_415(client, make_media, content_type):
+def test_a_body_that_is_not_sent_as_json_is_a_415(operator_client, make_media, content_type):
     """What another site's page can POST without a preflight is refused, even when its text is JSON."""
     media = make_media(1.0)
     raw = json.dumps({"model_id": "whisper", "media_id": media.id})
 
-    response = client.post("/api/sessions", raw, content_type=content_type)
+    response = operator_client.post("/api/sessions", raw, content_type=content_type)
 
     assert response.status_code == 415
     assert response.json() == {"error": "Send the request body as JSON, with Content-Type: application/json."}
@@ -132,35 +134,35 @@ def test_a_body_that_is_not_sent_as_json_is_a_415(client, make_media, content_ty
 
 
 @pytest.mark.parametrize("depth", [33, 100_000])
-def test_deeply_nested_json_is_a_400_sentence_not_a_500(client, depth):
+def test_deeply_nested_json_is_a_400_sentence_not_a_500(operator_client, depth):
     raw = b"[" * depth + b"]" * depth
 
-    response = client.post("/api/sessions", raw, content_type="application/json")
+    response = operator_client.post("/api/sessions", raw, content_type="application/json")
 
     assert response.status_code == 400
     assert response.json() == {"error": "JSON nested deeper than 32 levels is not accepted."}
 
 
-def test_brackets_inside_strings_do_not_count_as_nesting(client, make_media):
+def test_brackets_inside_strings_do_not_count_as_nesting(operator_client, make_media):
     media = make_media(1.0)
     raw = json.dumps({"model_id": "[" * 40, "media_id": media.id}).encode()
 
-    response = client.post("/api/sessions", raw, content_type="application/json")
+    response = operator_client.post("/api/sessions", raw, content_type="application/json")
 
     assert response.status_code == 400
     assert response.json()["error"].startswith("There is no model '[[[[")
 
 
-def test_unknown_transcript_formats_are_not_echoed_at_length(client, make_media):
+def test_unknown_transcript_formats_are_not_echoed_at_length(operator_client, make_media):
     session = new_session(make_media(1.0))
 
-    response = client.get(f"/api/sessions/{session.pk}/transcript", {"format": "x" * 100_000})
+    response = operator_client.get(f"/api/sessions/{session.pk}/transcript", {"format": "x" * 100_000})
 
     assert response.status_code == 400
     assert len(response.json()["error"]) < 200
 
 
-def test_a_locked_database_is_a_503_sentence(client, make_media, monkeypatch):
+def test_a_locked_database_is_a_503_sentence(operator_client, make_media, monkeypatch):
     from django.db import OperationalError
 
     media = make_media(1.0)
@@ -169,36 +171,36 @@ def test_a_locked_database_is_a_503_sentence(client, make_media, monkeypatch):
         raise OperationalError("database is locked")
 
     monkeypatch.setattr(TranscriptionSession.objects, "create", locked)
-    response = post(client, "/api/sessions", {"model_id": "whisper", "media_id": media.id})
+    response = post(operator_client, "/api/sessions", {"model_id": "whisper", "media_id": media.id})
 
     assert response.status_code == 503
     assert response.json() == {"error": "The database is busy or unreachable; try again in a moment."}
 
 
-def test_the_concurrent_session_limit_is_a_429_naming_it(client, make_media, settings):
+def test_the_concurrent_session_limit_is_a_429_naming_it(operator_client, make_media, settings):
     settings.MAX_CONCURRENT_SESSIONS = 2
     media = make_media(1.0)
     for _ in range(2):
-        assert post(client, "/api/sessions", {"model_id": "whisper", "media_id": media.id}).status_code == 201
+        assert post(operator_client, "/api/sessions", {"model_id": "whisper", "media_id": media.id}).status_code == 201
 
-    response = post(client, "/api/sessions", {"model_id": "whisper", "media_id": media.id})
+    response = post(operator_client, "/api/sessions", {"model_id": "whisper", "media_id": media.id})
 
     assert response.status_code == 429
     assert response.json() == {
         "error": "The server already runs 2 sessions, its limit (MAX_CONCURRENT_SESSIONS); stop one or wait for one to end."
     }
     TranscriptionSession.objects.update(state=State.STOPPED)
-    assert post(client, "/api/sessions", {"model_id": "whisper", "media_id": media.id}).status_code == 201
+    assert post(operator_client, "/api/sessions", {"model_id": "whisper", "media_id": media.id}).status_code == 201
 
 
-def test_stop_pause_and_resume(client, make_media):
+def test_stop_pause_and_resume(operator_client, make_media):
     session = new_session(make_media(4.0))
     session.claim("w")
     session.start_clock()
 
-    paused = post(client, f"/api/sessions/{session.id}/pause", {})
-    resumed = post(client, f"/api/sessions/{session.id}/resume", {})
-    stopped = client.delete(f"/api/sessions/{session.id}")
+    paused = post(operator_client, f"/api/sessions/{session.id}/pause", {})
+    resumed = post(operator_client, f"/api/sessions/{session.id}/resume", {})
+    stopped = operator_client.delete(f"/api/sessions/{session.id}")
 
     assert (paused.status_code, paused.json()["state"]) == (200, "paused")
     assert (resumed.status_code, resumed.json()["state"]) == (200, "running")
@@ -206,15 +208,15 @@ def test_stop_pause_and_resume(client, make_media):
     assert stopped.json()["stop_reason"] == "Stopped by an operator."
 
 
-def test_changes_a_state_does_not_allow_are_409(client, make_media):
+def test_changes_a_state_does_not_allow_are_409(operator_client, make_media):
     session = new_session(make_media(2.0))
 
-    assert post(client, f"/api/sessions/{session.id}/resume", {}).json() == {
+    assert post(operator_client, f"/api/sessions/{session.id}/resume", {}).json() == {
         "error": f"Session {session.id} is starting; only a paused session can be resumed."
     }
-    assert post(client, f"/api/sessions/{session.id}/pause", {}).status_code == 409
-    client.delete(f"/api/sessions/{session.id}")
-    again = client.delete(f"/api/sessions/{session.id}")
+    assert post(operator_client, f"/api/sessions/{session.id}/pause", {}).status_code == 409
+    operator_client.delete(f"/api/sessions/{session.id}")
+    again = operator_client.delete(f"/api/sessions/{session.id}")
     assert again.status_code == 409
     assert again.json() == {"error": f"Session {session.id} has already ended (stopped)."}
 
@@ -223,18 +225,18 @@ def test_changes_a_state_does_not_allow_are_409(client, make_media):
     ("method", "path"),
     [("get", ""), ("delete", ""), ("post", "/pause"), ("post", "/resume"), ("get", "/transcript")],
 )
-def test_an_unknown_session_is_404(client, method, path):
-    response = getattr(client, method)(f"/api/sessions/404{path}")
+def test_an_unknown_session_is_404(operator_client, method, path):
+    response = getattr(operator_client, method)(f"/api/sessions/404{path}")
 
     assert response.status_code == 404
     assert response.json() == {"error": "There is no session with id 404."}
 
 
-def test_a_recording_whose_file_is_missing_cannot_start_a_session(client, make_media):
+def test_a_recording_whose_file_is_missing_cannot_start_a_session(operator_client, make_media):
     media = make_media(1.0)
     media.path.unlink()
 
-    response = post(client, "/api/sessions", {"model_id": "whisper", "media_id": media.id})
+    response = post(operator_client, "/api/sessions", {"model_id": "whisper", "media_id": media.id})
 
     assert response.status_code == 409
     assert response.json() == {

@@ -38,8 +38,8 @@ def session(make_media):
         ("vtt", "text/vtt; charset=utf-8", "WEBVTT\n\n00:00:00.000 --> 00:00:01.600\nWelcome to the meeting.\n"),
     ],
 )
-def test_each_format_while_the_session_runs(client, session, fmt, content_type, body):
-    response = client.get(f"/api/sessions/{session.id}/transcript?format={fmt}")
+def test_each_format_while_the_session_runs(operator_client, session, fmt, content_type, body):
+    response = operator_client.get(f"/api/sessions/{session.id}/transcript?format={fmt}")
 
     assert response.status_code == 200
     assert response["Content-Type"] == content_type
@@ -47,21 +47,21 @@ def test_each_format_while_the_session_runs(client, session, fmt, content_type, 
     assert response["Content-Disposition"] == f'attachment; filename="session-{session.id}-Board_meeting-live.{fmt}"'
 
 
-def test_json_and_after_the_session_ended(client, session):
+def test_json_and_after_the_session_ended(operator_client, session):
     session.stop("done")
 
-    data = json.loads(client.get(f"/api/sessions/{session.id}/transcript?format=json").content)
+    data = json.loads(operator_client.get(f"/api/sessions/{session.id}/transcript?format=json").content)
 
     assert [(d["start"], d["end"], d["text"]) for d in data] == [(0.0, 1.6, "Welcome to the meeting.")]  # one cue
     assert [w["text"] for w in data[0]["words"]] == [" Welcome", " to", " the", " meeting", "."]
 
 
-def test_the_default_format_is_text(client, session):
-    assert client.get(f"/api/sessions/{session.id}/transcript").content.decode() == "Welcome to the meeting.\n"
+def test_the_default_format_is_text(operator_client, session):
+    assert operator_client.get(f"/api/sessions/{session.id}/transcript").content.decode() == "Welcome to the meeting.\n"
 
 
-def test_an_unknown_format_is_400(client, session):
-    response = client.get(f"/api/sessions/{session.id}/transcript?format=docx")
+def test_an_unknown_format_is_400(operator_client, session):
+    response = operator_client.get(f"/api/sessions/{session.id}/transcript?format=docx")
 
     assert response.status_code == 400
     assert response.json() == {"error": "Unknown transcript format 'docx'; use one of txt, json, srt, vtt."}

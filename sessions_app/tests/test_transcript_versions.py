@@ -34,12 +34,12 @@ def completed(session):
     return session
 
 
-def transcript(client, session, query=""):
-    return client.get(f"/api/sessions/{session.pk}/transcript?format=srt{query}")
+def transcript(operator_client, session, query=""):
+    return operator_client.get(f"/api/sessions/{session.pk}/transcript?format=srt{query}")
 
 
-def test_once_the_final_version_exists_it_is_the_default(client, completed):
-    response = transcript(client, completed)
+def test_once_the_final_version_exists_it_is_the_default(operator_client, completed):
+    response = transcript(operator_client, completed)
 
     assert response.status_code == 200
     assert response.content.decode() == "1\n00:00:00,000 --> 00:00:01,000\nWelcome to the meeting.\n"
@@ -47,8 +47,8 @@ def test_once_the_final_version_exists_it_is_the_default(client, completed):
     assert completed.to_dict()["transcripts"] == ["live", "final"]
 
 
-def test_the_live_version_can_still_be_asked_for(client, completed):
-    response = transcript(client, completed, "&version=live")
+def test_the_live_version_can_still_be_asked_for(operator_client, completed):
+    response = transcript(operator_client, completed, "&version=live")
 
     assert response.status_code == 200
     assert "Welcome to my" in response.content.decode()
@@ -56,8 +56,8 @@ def test_the_live_version_can_still_be_asked_for(client, completed):
     assert response["Content-Disposition"] == f'attachment; filename="session-{completed.pk}-demo-live.srt"'
 
 
-def test_without_a_final_version_the_default_is_the_live_one(client, session):
-    response = transcript(client, session)
+def test_without_a_final_version_the_default_is_the_live_one(operator_client, session):
+    response = transcript(operator_client, session)
 
     assert response.status_code == 200
     assert "Welcome to my" in response.content.decode()
@@ -65,26 +65,26 @@ def test_without_a_final_version_the_default_is_the_live_one(client, session):
     assert session.to_dict()["transcripts"] == ["live"]
 
 
-def test_an_unknown_version_is_400(client, completed):
-    response = transcript(client, completed, "&version=bogus")
+def test_an_unknown_version_is_400(operator_client, completed):
+    response = transcript(operator_client, completed, "&version=bogus")
 
     assert response.status_code == 400
     assert response.json() == {"error": "Unknown transcript version 'bogus'; use one of live, final."}
 
 
-def test_the_final_version_before_the_offline_pass_wrote_it_is_404(client, session):
+def test_the_final_version_before_the_offline_pass_wrote_it_is_404(operator_client, session):
     session.complete()
 
-    response = transcript(client, session, "&version=final")
+    response = transcript(operator_client, session, "&version=final")
 
     assert response.status_code == 404
     assert response.json()["error"].startswith(f"The final transcript of session {session.pk} is not ready yet: ")
 
 
-def test_a_stopped_session_has_no_final_version(client, session):
+def test_a_stopped_session_has_no_final_version(operator_client, session):
     session.stop("Stopped by an operator.")
 
-    response = transcript(client, session, "&version=final")
+    response = transcript(operator_client, session, "&version=final")
 
     assert response.status_code == 404
     assert response.json() == {

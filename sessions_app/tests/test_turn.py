@@ -66,6 +66,17 @@ def test_each_config_gets_fresh_turn_credentials_and_never_the_secret(client, tu
     assert SECRET not in first.content.decode() + second.content.decode()
 
 
+@pytest.mark.django_db
+def test_a_visitor_who_may_not_listen_gets_no_turn_credentials(client, operator_client, turn):
+    turn.LISTEN_ACCESS = "operators"
+
+    visitor = client.get("/api/config").json()["iceServers"]
+    operator = operator_client.get("/api/config").json()["iceServers"]
+
+    assert visitor == [{"urls": "stun:stun.example.org:3478"}]
+    assert [server["urls"] for server in operator] == ["stun:stun.example.org:3478", "turn:turn.example.org:3478"]
+
+
 def test_without_a_secret_the_static_turn_password_is_given(client, turn):
     turn.TURN_SECRET = ""
     turn.TURN_USERNAME = "alice"

@@ -32,7 +32,7 @@ def test_without_public_ip_the_offer_is_unchanged():
     assert announce_public_ip(OFFER, "") == OFFER
 
 
-def test_config_serves_the_ice_servers_and_limits(client, settings):
+def test_config_serves_the_ice_servers_and_limits(operator_client, settings):
     settings.ICE_SERVERS = [
         {"urls": "stun:stun.example.org:3478"},
         {"urls": "turn:t.example.org", "username": "u", "credential": "p"},
@@ -40,7 +40,7 @@ def test_config_serves_the_ice_servers_and_limits(client, settings):
     settings.TURN_SERVER = ""
     settings.MAX_UPLOAD_SIZE_MB = 512
 
-    config = client.get("/api/config").json()
+    config = operator_client.get("/api/config").json()
 
     assert config["iceServers"] == settings.ICE_SERVERS
     assert config["maxUploadMb"] == 512
@@ -49,7 +49,7 @@ def test_config_serves_the_ice_servers_and_limits(client, settings):
 
 
 @pytest.mark.django_db
-def test_health_reports_this_process(client):
-    health = client.get("/api/health").json()
+def test_health_reports_this_process(operator_client):
+    health = operator_client.get("/api/health").json()
 
     assert set(health) >= {"server", "peers", "audio_sources", "listeners", "tasks", "rss_mb", "live_sessions"}

@@ -14,6 +14,8 @@ ASGIApp = Any
 
 log = logging.getLogger(__name__)
 
+ANONYMOUS_BODY_BYTES = 64 * 1024  # the biggest JSON body of the API is well under 1 KB
+
 
 class _BodyTooLarge(Exception):
     pass
@@ -25,41 +27,63 @@ class BodySizeLimit:
     A declared Content-Length over the limit is refused before a byte of the body is
     read; a body that grows past the limit (chunked, or a client that lied about its
     length) is cut off as soon as it crosses it, before Django spools it anywhere.
+
+    A request that carries no credentials at all (no Authorization header, no session
+    cookie) may be held to a smaller `anonymous` limit: it cannot be an operator's, and no
+    listener's request has a body worth spooling.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, message: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        message: str,
+        anonymous: tuple[int, str] | None = None,
+        session_cookie: str = "sessionid",
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.message = message
+        self.anonymous = anonymous
+        self.session_cookie = session_cookie.encode()
+
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        if self.anonymous is None or _header(scope, b"authorization") is not None:
+            return self.max_bytes, self.message
+        cookies = _header(scope, b"cookie") or b""
+        if any(part.strip().startswith(self.session_cookie + b"=") for part in cookies.split(b";")):
+            return self.max_bytes, self.message
+        return self.anonymous
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes, message = self._limit(scope)
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await self._refuse(send, message)
             return
         received = 0
 
         async def counting_receive() -> Any:
             nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
+            event = await receive()
+            if event["type"] == "http.request":
+                received += len(event.get("body", b""))
+                if received > max_bytes:
                     raise _BodyTooLarge
-            return message
+            return event
 
         try:
             await self.app(scope, counting_receive, send)
         except _BodyTooLarge:
-            await self._refuse(send)
+            await self._refuse(send, message)
 
-    async def _refuse(self, send: ASGISendCallable) -> None:
+    async def _refuse(self, send: ASGISendCallable, message: str) -> None:
         # No "Connection: close": the server keeps the connection and discards the rest of the
         # body, so a client still sending gets to read this answer instead of a reset.
-        await _send_json(send, 413, {"error": self.message})
+        await _send_json(send, 413, {"error": message})
 
 
 async def _send_json(send: ASGISendCallable, status: int, data: dict[str, str]) -> None:

@@ -15,6 +15,8 @@ from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from transcriber_site.access import csrf_refusal, operator_refusal
+
 log = logging.getLogger(__name__)
 
 # No message of the protocol nests deeper than a few levels; json.loads would recurse
@@ -95,15 +97,18 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
 ViewResult = HttpResponse | dict[str, Any] | list[Any]
 
 
-def api(*methods: str) -> Callable[[Callable[..., ViewResult]], Callable[..., HttpResponse]]:
+def api(
+    *methods: str, operator: tuple[str, ...] = ()
+) -> Callable[[Callable[..., ViewResult]], Callable[..., HttpResponse]]:
     """Make a JSON API view: allowed methods, JSON out, ApiError turned into its response.
+
+    The methods in `operator` are operator actions: an anonymous caller gets 401, a user
+    without the permission 403, and a cookie-signed-in one must pass the CSRF check
+    (transcriber_site.access); the view does not run.
 
     A full disk (MEDIA_DIR or the temporary directory) answers 507 with a sentence,
     whichever step of the request ran out of space; a database that is locked or gone
     answers 503.
-
-    The API has no cookie-based authentication, so CSRF protection has nothing to
-    protect there; it stays on for the admin and the page.
     """
 
     def decorate(view: Callable[..., ViewResult]) -> Callable[..., HttpResponse]:
@@ -114,6 +119,11 @@ def api(*methods: str) -> Callable[[Callable[..., ViewResult]], Callable[..., Ht
                 response = error(405, f"{request.method} is not allowed here; use {' or '.join(methods)}.")
                 response["Allow"] = ", ".join(methods)
                 return response
+            if request.method in operator:
+                if refusal := operator_refusal(request):
+                    return error(*refusal)
+                if reason := csrf_refusal(request):
+                    return error(403, reason)
             try:
                 result = view(request, *args, **kwargs)
             except ApiError as exc:

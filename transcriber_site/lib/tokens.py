@@ -30,7 +30,11 @@ def refused() -> JsonResponse:
 
 
 def act_as(request: HttpRequest, user: Any) -> None:
+    async def auser() -> Any:
+        return user
+
     request.user = user
+    request.auser = auser
     # no cookie is involved, so there is no cross-site request to forge
     request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]
 

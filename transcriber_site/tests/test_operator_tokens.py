@@ -72,6 +72,7 @@ async def test_the_async_health_view_sees_the_token_too(async_client):
     assert response.status_code == 401
     response = await async_client.get("/api/health", headers={"Authorization": f"Bearer {lines[-1]}"})
     assert response.status_code == 200
+    assert "supervised" in response.json()  # an operator's details, which anonymous callers do not get
 
 
 def test_a_revoked_token_or_an_inactive_operator_signs_nobody_in(client):

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 def test_runserver_serves_the_api_and_the_session_websocket(tmp_path, media_dir):
     write_audio(media_dir / "hello.flac", read_audio(DEMO_PATH)[: 16000 * 2], channels=1)
     with LiveServer(tmp_path, env={"MEDIA_DIR": str(media_dir)}, server="daphne") as server:
-        [media] = api_call(server.url, "/api/media")
-        session = api_call(server.url, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})
+        [media] = api_call(server, "/api/media")
+        session = api_call(server, "/api/sessions", {"model_id": "whisper", "media_id": media["id"]})
 
         async def listen():
             async with AudioListener(server.url, session["id"]) as listener:

@@ -72,9 +72,7 @@ async def test_a_loop_backing_off_is_not_alive(monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_health_lists_the_supervised_loops_of_the_process(settings):
-    from django.test import AsyncClient
-
+async def test_health_lists_the_supervised_loops_of_the_process(settings, async_operator_client):
     from sessions_app.lifecycle import SessionsRuntime
 
     settings.REDIS_URL = ""
@@ -82,7 +80,7 @@ async def test_health_lists_the_supervised_loops_of_the_process(settings):
     await runtime.start()
     try:
         await asyncio.sleep(0.1)
-        health = (await AsyncClient().get("/api/health")).json()
+        health = (await async_operator_client.get("/api/health")).json()  # details are the operators'
     finally:
         await runtime.stop()
 
