@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from playwright.sync_api import Page, expect, sync_playwright
 
 from transcriber_site.testing import LiveServer
-from transcriber_site.tests.conftest import create_session, launch, open_page, recording, upload
+from transcriber_site.tests.conftest import create_session, launch, open_page, operator_api, recording, sign_in, upload
 
 OUT = Path(__file__).resolve().parent / "screenshots"
 VIEWPORT = {"width": 1100, "height": 760}
@@ -28,9 +28,10 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, LiveServer(Path(tmp)) as server, sync_playwright() as playwright:
         root = Path(tmp)
-        rest = playwright.request.new_context(base_url=server.url)
+        rest = operator_api(playwright, server)
         browser = launch(playwright)
         context = browser.new_context(viewport=VIEWPORT, base_url=server.url, reduced_motion="reduce")
+        sign_in(context, server.token)  # the operator's page: every tab, and the player's session buttons
 
         # a finished session and two recordings in the library
         earlier = upload(rest, recording(root, 3.0, "standup-excerpt.flac"))

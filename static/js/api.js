@@ -10,8 +10,12 @@ export class ApiError extends Error {
 
 const UNREACHABLE = "The server cannot be reached; check the connection and try again.";
 
+// Django checks it on every POST and DELETE of a signed-in page; the template puts it in <head>.
+const CSRF_TOKEN = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+
 async function request(method, path, body) {
   const options = { method, headers: { Accept: "application/json" } };
+  if (method !== "GET") options.headers["X-CSRFToken"] = CSRF_TOKEN;
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
@@ -32,24 +36,32 @@ function errorSentence(status, data) {
   return (data && data.error) || `The server answered with status ${status} and no explanation.`;
 }
 
+// `key` is a share link's (?session=ID&key=KEY): with LISTEN_ACCESS=link a listener needs it
+// to see the session at all; operators and public servers need none.
 export const api = {
   config: () => request("GET", "/api/config"),
   models: () => request("GET", "/api/models"),
   media: () => request("GET", "/api/media"),
   deleteMedia: (id) => request("DELETE", `/api/media/${id}`),
   sessions: () => request("GET", "/api/sessions"),
-  session: (id) => request("GET", `/api/sessions/${id}`),
+  session: (id, key) => request("GET", withKey(`/api/sessions/${id}`, key)),
   createSession: (fields) => request("POST", "/api/sessions", fields),
   stopSession: (id) => request("DELETE", `/api/sessions/${id}`),
   pauseSession: (id) => request("POST", `/api/sessions/${id}/pause`),
   resumeSession: (id) => request("POST", `/api/sessions/${id}/resume`),
-  transcript: (id) => request("GET", transcriptUrl(id, "json")),
+  transcript: (id, key) => request("GET", transcriptUrl(id, "json", undefined, key)),
 };
 
 // Without a version the server gives the best it has (final once it exists, else live).
-export function transcriptUrl(id, format, version) {
+export function transcriptUrl(id, format, version, key) {
   const url = `/api/sessions/${id}/transcript?format=${format}`;
-  return version ? `${url}&version=${version}` : url;
+  return withKey(version ? `${url}&version=${version}` : url, key);
+}
+
+// A URL with a share link's key added to its query, or as it is without one.
+export function withKey(url, key) {
+  if (!key) return url;
+  return `${url}${url.includes("?") ? "&" : "?"}key=${encodeURIComponent(key)}`;
 }
 
 // An upload with progress (fetch cannot report upload progress; XMLHttpRequest can).
@@ -79,6 +91,7 @@ export function uploadMedia(file, onProgress) {
     xhr.addEventListener("abort", () => reject(new ApiError(0, "The upload was cancelled.")));
     xhr.open("POST", "/api/media/upload");
     xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("X-CSRFToken", CSRF_TOKEN);
     xhr.send(form);
   });
   return { promise, abort: () => xhr.abort() };

@@ -1,8 +1,10 @@
 // The page: wires the components together once the server's configuration is known.
+// A listener's page (body[data-operator=false]) has no create or upload tab and no operator
+// buttons in the player: the template leaves them out, and their components are not started.
 
 import { api } from "./api.js";
 import { CreateForm } from "./create.js";
-import { notice } from "./format.js";
+import { notice, signInHref } from "./format.js";
 import { MediaLibrary } from "./library.js";
 import { MediaList } from "./media-list.js";
 import { Player } from "./player.js";
@@ -11,6 +13,7 @@ import { Tabs } from "./tabs.js";
 import { UploadForm } from "./upload.js";
 
 async function main() {
+  const operator = document.body.dataset.operator === "true";
   const tablist = document.querySelector('[role="tablist"]');
   const tabs = new Tabs(tablist);
   let config;
@@ -20,9 +23,23 @@ async function main() {
     notice(document.getElementById("app-error"), error.message);
     return;
   }
+  keepSignInHere(config.signInUrl);
+  const player = new Player(config, { operator, onLeave: () => document.getElementById(`tab-${tabs.current}`).focus() });
+  const sessions = new SessionList({ onJoin: (id) => player.join(id), signInUrl: config.signInUrl });
+  tablist.addEventListener("tabchange", () => sessions.schedule());
+  const library = operator ? await startOperating(config, player, sessions) : null;
+
+  sessions.schedule();
+  const params = new URLSearchParams(location.search);
+  const joined = Number(params.get("session"));
+  if (joined) player.join(joined, params.get("key"));
+  document.body.dataset.ready = "true"; // the browser tests wait for this
+  window.app = { tabs, library, sessions, player }; // for the console, and for the browser tests
+}
+
+// The create and upload tabs, and the library they share (GET /api/media is for operators only).
+async function startOperating(config, player, sessions) {
   const library = new MediaLibrary();
-  const player = new Player(config, { onLeave: () => document.getElementById(`tab-${tabs.current}`).focus() });
-  const sessions = new SessionList({ onJoin: (id) => player.join(id) });
   const create = new CreateForm(library, config, {
     onCreated: (session) => {
       player.join(session.id);
@@ -31,17 +48,17 @@ async function main() {
   });
   new MediaList(library);
   new UploadForm(library, config);
-  tablist.addEventListener("tabchange", () => sessions.schedule());
-
   await Promise.all([
     create.load().catch((error) => notice(document.getElementById("create-error"), error.message)),
     library.refresh().catch((error) => notice(document.getElementById("media-error"), error.message)),
   ]);
-  sessions.schedule();
-  const joined = Number(new URLSearchParams(location.search).get("session"));
-  if (joined) player.join(joined);
-  document.body.dataset.ready = "true"; // the browser tests wait for this
-  window.app = { tabs, library, sessions, player }; // for the console, and for the browser tests
+  return library;
+}
+
+// The header's Sign in link comes back to the session being listened to (its address changes on join).
+function keepSignInHere(signInUrl) {
+  const link = document.getElementById("sign-in");
+  link?.addEventListener("click", () => (link.href = signInHref(signInUrl)));
 }
 
 main();

@@ -3,7 +3,7 @@
 // hands it to onCreated (the page joins it).
 
 import { api } from "./api.js";
-import { duration, notice } from "./format.js";
+import { duration, errorNotice, notice } from "./format.js";
 
 const LANGUAGE_NAMES = new Intl.DisplayNames(["en"], { type: "language" });
 
@@ -130,7 +130,7 @@ export class CreateForm {
       const session = await api.createSession(fields);
       this.onCreated(session);
     } catch (error) {
-      notice(this.error, error.message);
+      errorNotice(this.error, error, this.config.signInUrl);
     } finally {
       this.updateSubmit();
     }

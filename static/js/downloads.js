@@ -16,13 +16,15 @@ export class Downloads {
     this.label = document.getElementById("player-version-label");
     this.note = document.getElementById("player-version-note");
     this.sessionId = null;
+    this.key = null; // a share link's, which the transcript needs with LISTEN_ACCESS=link
     this.versions = ["live"];
     this.select.addEventListener("change", () => this.update());
   }
 
   // A new session in the player: only what the server says exists, the live version until then.
-  reset(id) {
+  reset(id, key = null) {
     this.sessionId = id;
+    this.key = key;
     this.versions = ["live"];
     this.select.value = "final";
     this.setNote("");
@@ -66,7 +68,7 @@ export class Downloads {
     this.label.textContent = LABELS[this.versions[0]] ?? this.versions[0];
     const version = this.version;
     for (const link of this.links) {
-      if (this.sessionId != null) link.href = transcriptUrl(this.sessionId, link.dataset.format, version);
+      if (this.sessionId != null) link.href = transcriptUrl(this.sessionId, link.dataset.format, version, this.key);
       link.title = `${LABELS[version] ?? version}, ${link.dataset.format.toUpperCase()}`;
     }
   }

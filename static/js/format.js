@@ -41,3 +41,20 @@ export function notice(element, message) {
   element.textContent = message || "";
   element.hidden = !message;
 }
+
+// The sign-in page, coming back to where the visitor is now (the session and its key included).
+export function signInHref(signInUrl) {
+  return `${signInUrl}?next=${encodeURIComponent(location.pathname + location.search)}`;
+}
+
+// The server's sentence for a failed call; where it asks for a sign-in (401), a link to do so.
+export function errorNotice(element, error, signInUrl) {
+  notice(element, error.message);
+  if (error.status === 401 && signInUrl) {
+    const link = document.createElement("a");
+    link.href = signInHref(signInUrl);
+    link.textContent = "Sign in";
+    link.dataset.signIn = "";
+    element.append(" ", link);
+  }
+}

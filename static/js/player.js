@@ -1,13 +1,15 @@
 // The player: joins a session over the WebSocket, takes its audio over WebRTC, shows the
 // subtitles in time with that audio, and keeps all of it going across reconnects.
 // A session that has already ended shows its transcript from the REST API instead.
+// A share link's key (?session=ID&key=KEY) goes with every call about the session.
 
-import { api, transcriptUrl } from "./api.js";
+import { api, withKey } from "./api.js";
 import { SessionClock } from "./clock.js";
 import { Connection } from "./connection.js";
 import { Downloads } from "./downloads.js";
-import { LIVE_STATES, STATE_LABELS, duration, notice } from "./format.js";
+import { LIVE_STATES, STATE_LABELS, duration, errorNotice, notice } from "./format.js";
 import { AudioLink } from "./rtc.js";
+import { SessionControls } from "./session-controls.js";
 import { Subtitles } from "./subtitles.js";
 
 const TICK_MS = 100;
@@ -16,7 +18,7 @@ const AUDIO_RETRY_SECS = [1, 2, 4, 8, 15];
 const DEFAULT_JITTER_BUFFER_SECS = 0.06; // until the receiver has measured its own
 
 export class Player {
-  constructor(config, { onLeave } = {}) {
+  constructor(config, { operator = false, onLeave } = {}) {
     this.config = config;
     this.onLeave = onLeave;
     this.section = document.getElementById("player");
@@ -32,10 +34,16 @@ export class Player {
     this.playButton = document.getElementById("player-play");
     this.muteButton = document.getElementById("player-mute");
     this.volume = document.getElementById("player-volume");
-    this.pauseButton = document.getElementById("player-pause");
-    this.resumeButton = document.getElementById("player-resume");
-    this.stopButton = document.getElementById("player-stop");
     this.downloads = new Downloads(this.section);
+    this.controls = operator
+      ? new SessionControls({
+          onSession: (session) => {
+            notice(this.error, "");
+            this.showSession(session);
+          },
+          onError: (error) => this.showError(error),
+        })
+      : null;
 
     this.clock = new SessionClock();
     this.subtitles = new Subtitles(() => this.playout());
@@ -44,6 +52,7 @@ export class Player {
     this.audio.addEventListener("statechange", () => this.onAudioState());
     this.socket = null;
     this.session = null;
+    this.key = null; // the share link's, if the page was opened through one
     this.joined = false; // this socket has its session_info (the server accepted the join)
     this.joinedOnce = false; // some socket had: closes from now on are reconnects
     this.delaySecs = null; // network + jitter buffer: how far the listener's ear is behind the server
@@ -59,9 +68,6 @@ export class Player {
       this.muteButton.setAttribute("aria-pressed", String(this.audioElement.muted));
     });
     this.volume.addEventListener("input", () => (this.audioElement.volume = Number(this.volume.value)));
-    this.pauseButton.addEventListener("click", () => this.operate(api.pauseSession));
-    this.resumeButton.addEventListener("click", () => this.operate(api.resumeSession));
-    this.stopButton.addEventListener("click", () => this.operate(api.stopSession));
     document.getElementById("player-leave").addEventListener("click", () => this.leave());
   }
 
@@ -71,7 +77,7 @@ export class Player {
 
   // --- joining and leaving ---------------------------------------------------------------------
 
-  async join(id) {
+  async join(id, key = null) {
     if (this.sessionId === id && this.socket) {
       this.section.scrollIntoView({ block: "start" });
       this.title.focus(); // already listening: nothing to restart
@@ -79,6 +85,7 @@ export class Player {
     }
     this.stop();
     this.session = { id };
+    this.key = key;
     this.joined = this.joinedOnce = false;
     this.section.hidden = false;
     notice(this.error, "");
@@ -88,17 +95,19 @@ export class Player {
     this.subtitles.clear();
     this.clock.reset();
     this.setIndicator("connecting", "Connecting…");
-    this.downloads.reset(id);
-    history.replaceState(null, "", `${location.pathname}?session=${id}${location.hash}`);
+    this.downloads.reset(id, key);
+    this.controls?.reset(id);
+    // the address stays the share link: reloading it, or passing it on, joins again
+    history.replaceState(null, "", `${location.pathname}${withKey(`?session=${id}`, key)}${location.hash}`);
     this.section.scrollIntoView({ block: "start" });
     this.title.focus();
     this.ticker = setInterval(() => this.tick(), TICK_MS);
 
     let session;
     try {
-      session = await api.session(id);
+      session = await api.session(id, key);
     } catch (error) {
-      if (this.sessionId === id) this.fail(error.message);
+      if (this.sessionId === id) this.fail(error);
       return;
     }
     if (this.sessionId !== id) return; // left, or joined another meanwhile
@@ -110,6 +119,7 @@ export class Player {
   leave() {
     this.stop();
     this.session = null;
+    this.key = null;
     this.section.hidden = true;
     history.replaceState(null, "", `${location.pathname}${location.hash}`);
     this.onLeave?.();
@@ -128,7 +138,7 @@ export class Player {
   }
 
   connect(id) {
-    const socket = new Connection(webSocketUrl(this.config.wsHost, id));
+    const socket = new Connection(withKey(webSocketUrl(this.config.wsHost, id), this.key));
     this.socket = socket;
     socket.addEventListener("state", (event) => this.onSocketState(event.detail));
     socket.addEventListener("message", (event) => this.onMessage(event.detail));
@@ -140,16 +150,21 @@ export class Player {
     this.setIndicator("ended", "Ended");
     this.clock.setClock(session.clock);
     try {
-      this.subtitles.load(await api.transcript(session.id));
+      this.subtitles.load(await api.transcript(session.id, this.key));
     } catch (error) {
-      notice(this.error, error.message);
+      this.showError(error);
     }
   }
 
-  fail(message) {
+  fail(error) {
     this.stop();
-    notice(this.error, message);
+    this.showError(error);
     this.setIndicator("ended", "Not connected");
+  }
+
+  // The server's sentence; "sign in first" gets a link to the sign-in page.
+  showError(error) {
+    errorNotice(this.error, error, this.config.signInUrl);
   }
 
   // --- the socket ------------------------------------------------------------------------------
@@ -249,7 +264,7 @@ export class Player {
 
   async refreshEnded(id) {
     try {
-      const session = await api.session(id);
+      const session = await api.session(id, this.key);
       if (this.sessionId !== id || LIVE_STATES.has(session.state)) return;
       this.showSession(session);
       await this.showTranscript(session);
@@ -327,7 +342,7 @@ export class Player {
     }
   }
 
-  // --- the session's state and the operator's buttons ------------------------------------------
+  // --- the session's state --------------------------------------------------------------------
 
   showSession(session) {
     this.session = { ...this.session, ...session };
@@ -341,21 +356,9 @@ export class Player {
     this.downloads.show(s);
     this.stateBadge.textContent = STATE_LABELS[s.state] ?? s.state ?? "";
     this.stateBadge.dataset.state = s.state ?? "";
+    this.controls?.show(s);
     const live = LIVE_STATES.has(s.state);
-    this.pauseButton.hidden = s.state === "paused";
-    this.pauseButton.disabled = s.state !== "running";
-    this.resumeButton.hidden = s.state !== "paused";
-    this.stopButton.disabled = !live;
     this.playButton.disabled = this.muteButton.disabled = this.volume.disabled = !live;
-  }
-
-  async operate(call) {
-    notice(this.error, "");
-    try {
-      this.showSession(await call(this.sessionId));
-    } catch (error) {
-      notice(this.error, error.message);
-    }
   }
 
   // --- the connection indicator ----------------------------------------------------------------

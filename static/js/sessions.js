@@ -1,16 +1,19 @@
 // The browse tab: one card per session with its model, recording, state, listeners and a
 // progress bar that moves between refreshes. The list refreshes itself while the tab is
 // open and the page visible; cards are updated in place so that focus stays where it was.
+// Where listening needs a sign-in (LISTEN_ACCESS=operators), it says so once and stops asking.
 
 import { api } from "./api.js";
-import { LIVE_STATES, STATE_LABELS, duration, notice } from "./format.js";
+import { LIVE_STATES, STATE_LABELS, duration, errorNotice, notice } from "./format.js";
 
 const REFRESH_MS = 3000;
 const TICK_MS = 250;
 
 export class SessionList {
-  constructor({ onJoin }) {
+  constructor({ onJoin, signInUrl }) {
     this.onJoin = onJoin;
+    this.signInUrl = signInUrl;
+    this.signInNeeded = false;
     this.list = document.getElementById("sessions-list");
     this.empty = document.getElementById("sessions-empty");
     this.error = document.getElementById("sessions-error");
@@ -26,7 +29,7 @@ export class SessionList {
   }
 
   get visible() {
-    return !this.panel.hidden && document.visibilityState === "visible";
+    return !this.panel.hidden && document.visibilityState === "visible" && !this.signInNeeded;
   }
 
   // (Re)arm the automatic refresh: now if the tab is showing, then every REFRESH_MS.
@@ -51,7 +54,8 @@ export class SessionList {
     try {
       sessions = await api.sessions();
     } catch (error) {
-      notice(this.error, error.message);
+      this.signInNeeded = error.status === 401;
+      errorNotice(this.error, error, this.signInUrl);
       return;
     }
     notice(this.error, "");

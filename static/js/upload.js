@@ -3,11 +3,12 @@
 // in the create form).
 
 import { uploadMedia } from "./api.js";
-import { bytes, duration, notice, rate } from "./format.js";
+import { bytes, duration, errorNotice, notice, rate } from "./format.js";
 
 export class UploadForm {
   constructor(library, config) {
     this.library = library;
+    this.signInUrl = config.signInUrl; // an operator whose sign-in has expired is told where to sign in again
     this.input = document.getElementById("upload-file");
     this.drop = document.getElementById("upload-drop");
     this.progress = document.getElementById("upload-progress");
@@ -70,7 +71,7 @@ export class UploadForm {
       notice(this.done, `${media.filename} (${duration(media.duration_secs)}) is in the library and selected in Create session.`);
     } catch (error) {
       this.progress.hidden = true;
-      notice(this.error, error.message);
+      errorNotice(this.error, error, this.signInUrl);
     } finally {
       this.current = null;
       this.cancel.hidden = true;

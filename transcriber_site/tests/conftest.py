@@ -5,18 +5,32 @@ chromium that `make test` installs from Debian. Every page records its console; 
 fails on any error there or any uncaught exception, except the HTTP error responses the
 test itself provoked (Chromium logs each 4xx/5xx answer to fetch or XHR as
 "Failed to load resource", whatever the page does with it).
+
+`page` is an operator's browser (signed in through the server's token link), `listener_page`
+an anonymous visitor's, in a browser context of its own; `rest` calls the API with the
+operator's token.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import APIRequestContext, Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    APIRequestContext,
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 from media_app.audio import read_audio
 from transcriber_site.testing import DEMO_PATH, LiveServer, write_audio
@@ -75,10 +89,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def rest(playwright: Playwright, server: LiveServer) -> Iterator[APIRequestContext]:
-    """The REST API, called from the test (not from the page)."""
-    context = playwright.request.new_context(base_url=server.url)
+    """The REST API, called from the test (not from the page), as the server's operator."""
+    context = operator_api(playwright, server)
     yield context
     context.dispose()
+
+
+def operator_api(playwright: Playwright, server: LiveServer) -> APIRequestContext:
+    return playwright.request.new_context(
+        base_url=server.url, extra_http_headers={"Authorization": f"Bearer {server.token}"}
+    )
 
 
 @dataclass
@@ -109,20 +129,50 @@ class Console:
 
 
 @pytest.fixture
-def console(server: LiveServer) -> Console:
-    return Console(server.url)
+def console(server: LiveServer) -> Iterator[Console]:
+    """What the test's pages (operator's and listener's) log; none of it may be an error."""
+    console = Console(server.url)
+    yield console
+    assert console.errors == [], "the page logged errors:\n" + "\n".join(console.errors)
 
 
 @pytest.fixture
 def page(browser: Browser, server: LiveServer, console: Console) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url, accept_downloads=True)
+    """An operator's browser: signed in (its session cookie) before the test opens anything."""
+    with browser_context(browser, server.url) as context:
+        sign_in(context, server.token)
+        yield new_page(context, console)
+
+
+@pytest.fixture
+def listener_page(browser: Browser, server: LiveServer, console: Console) -> Iterator[Page]:
+    """A visitor with no account, in a browser context (cookies, storage) of its own."""
+    with browser_context(browser, server.url) as context:
+        yield new_page(context, console)
+
+
+@contextmanager
+def browser_context(browser: Browser, base_url: str) -> Iterator[BrowserContext]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=base_url, accept_downloads=True)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def sign_in(context: BrowserContext, token: str) -> None:
+    """The sign-in link (`/?token=`), followed by the context's own request API: its cookies are the browser's."""
+    response = context.request.get(f"/?token={token}")
+    assert response.ok, response.status
+    assert "sessionid" in {cookie["name"] for cookie in context.cookies()}, "the sign-in link set no session cookie"
+
+
+def new_page(context: BrowserContext, console: Console) -> Page:
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.on("console", console.on_console)
     page.on("pageerror", console.on_page_error)
-    yield page
-    context.close()
-    assert console.errors == [], "the page logged errors:\n" + "\n".join(console.errors)
+    return page
 
 
 def open_page(page: Page, path: str = "/") -> Page:
@@ -130,6 +180,33 @@ def open_page(page: Page, path: str = "/") -> Page:
     page.goto(path)
     page.wait_for_selector("body[data-ready=true]", state="attached")
     return page
+
+
+# How many audio packets the page's WebRTC peer has received.
+PACKETS = """async () => {
+    const pc = window.app.player.audio.pc;
+    if (!pc) return 0;
+    let packets = 0;
+    (await pc.getStats()).forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "audio") packets = s.packetsReceived; });
+    return packets;
+}"""
+
+
+def packets_received(page: Page) -> int:
+    return int(page.evaluate(PACKETS))
+
+
+def wait_for_packets_beyond(page: Page, count: int) -> None:
+    page.wait_for_function(f"(async () => ({PACKETS})() > {count})")
+
+
+def expect_audio_playing(page: Page) -> None:
+    """The player's audio element plays, and more audio keeps arriving over WebRTC."""
+    page.wait_for_function(
+        "() => { const a = document.getElementById('player-audio');"
+        " return a.srcObject !== null && !a.paused && a.currentTime > 0.2; }"
+    )
+    wait_for_packets_beyond(page, packets_received(page) + 20)  # 20 Opus packets: 0.4 s more of audio
 
 
 def recording(directory: Path, seconds: float, name: str = "demo-part.flac") -> Path:

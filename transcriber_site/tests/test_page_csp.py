@@ -41,7 +41,8 @@ def test_a_session_plays_audio_and_subtitles_under_the_policy(page, rest, tmp_pa
     assert page.evaluate("window.cspViolations") == []
 
 
-def test_the_admin_logs_in_and_lists_under_the_policy(page, server, console):
+def test_the_admin_logs_in_and_lists_under_the_policy(listener_page, server, console):
+    page = listener_page  # not signed in yet: the admin's own login page signs in
     env = {**server.env, "DJANGO_SUPERUSER_PASSWORD": "csp-test-pw"}
     command = [sys.executable, str(BASE_DIR / "manage.py"), "createsuperuser", "--noinput"]
     subprocess.run([*command, "--username", "csp-admin", "--email", "a@example.org"], env=env, cwd=BASE_DIR, check=True)

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from transcriber_site.tests.conftest import create_session, open_page, recording, upload
+from transcriber_site.tests.conftest import (
+    create_session,
+    expect_audio_playing,
+    open_page,
+    recording,
+    upload,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,30 +34,6 @@ WATCH_SUBTITLES = """() => {
     new MutationObserver(() => partial.textContent && note("partial", partial.dataset.start))
         .observe(partial, {childList: true, characterData: true, subtree: true});
 }"""
-
-PACKETS = """async () => {
-    const pc = window.app.player.audio.pc;
-    if (!pc) return 0;
-    let packets = 0;
-    (await pc.getStats()).forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "audio") packets = s.packetsReceived; });
-    return packets;
-}"""
-
-
-def packets_received(page) -> int:
-    return page.evaluate(PACKETS)
-
-
-def wait_for_packets_beyond(page, count: int) -> None:
-    page.wait_for_function(f"(async () => ({PACKETS})() > {count})")
-
-
-def expect_audio_playing(page) -> None:
-    page.wait_for_function(
-        "() => { const a = document.getElementById('player-audio');"
-        " return a.srcObject !== null && !a.paused && a.currentTime > 0.2; }"
-    )
-    wait_for_packets_beyond(page, packets_received(page) + 20)  # 20 Opus packets: 0.4 s more of audio
 
 
 def test_start_joins_at_once_and_the_listener_hears_the_audio_and_reads_the_words_in_time(page, rest, tmp_path):
