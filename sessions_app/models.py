@@ -43,6 +43,17 @@ class TransitionError(Exception):
     """The session is not in a state that allows the change; the message says so."""
 
 
+class Source(models.TextChoices):
+    RECORDING = "recording", "a recording of the library, played as if live"
+    MICROPHONE = "microphone", "an operator's microphone, sent from the page over WebRTC"
+    STREAM = "stream", "a network stream (Icecast, HLS, RTSP, SRT, ...) opened by the worker"
+
+
+# A live source's clock runs this far behind the audio received, so that every reader (the
+# worker, each web process's relay) finds the audio of the clock's position already written.
+LIVE_LEAD_SECS = 0.15
+
+
 class TranscriptionSession(models.Model):
     """One recording played as if live through one model.
 
@@ -70,6 +81,13 @@ class TranscriptionSession(models.Model):
     worker_id = models.CharField(max_length=128, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     degraded = models.PositiveSmallIntegerField(default=0)  # 0 normal; see sessions_app.runner
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.RECORDING)
+    source_url = models.TextField(blank=True)  # a stream's; shown to operators only (it may hold credentials)
+    # A live source's input ended (the stream ended, the operator pressed End, the microphone
+    # did not come back): duration_secs is then what was received, and the clock plays it out.
+    input_ended_at = models.DateTimeField(null=True, blank=True)
+    # The channel of the socket whose microphone feeds the session (one at a time, in any web process).
+    publisher = models.CharField(max_length=255, blank=True)
     # What a listener needs besides the id where LISTEN_ACCESS=link (transcriber_site.access)
     share_key = models.CharField(max_length=32, default=new_share_key, editable=False)
     created_by = models.ForeignKey(
@@ -107,6 +125,7 @@ class TranscriptionSession(models.Model):
             "paused_secs": self.paused_secs,
             "duration_secs": self.duration_secs,
             "ended_position_secs": self.ended_position_secs,
+            "live_input": self.live_input_open,
         }
 
     @property
@@ -157,8 +176,40 @@ class TranscriptionSession(models.Model):
         return taken == 1
 
     def start_clock(self) -> None:
-        """starting -> running: the model is ready, the recording starts playing."""
-        self._transition(State.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now())
+        """starting -> running: the model is ready, the recording starts playing.
+
+        A live source's clock starts LIVE_LEAD_SECS later: its position trails what arrives.
+        """
+        lead = timedelta(seconds=LIVE_LEAD_SECS if self.is_live_source else 0.0)
+        self._transition(State.RUNNING, started_at=timezone.now() + lead, heartbeat_at=timezone.now())
+
+    @property
+    def is_live_source(self) -> bool:
+        return self.source != Source.RECORDING
+
+    @property
+    def live_input_open(self) -> bool:
+        """A live source still sends (or may send again): the session has no known end yet."""
+        return self.is_live_source and self.input_ended_at is None and self.state not in ENDED
+
+    def end_input(self, received_secs: float, reason: str = "") -> None:
+        """A live source's input is over: the session plays out the `received_secs` it has, then completes.
+
+        TransitionError for a recording, or an input that has already ended.
+        """
+        if not self.is_live_source:
+            raise TransitionError(f"Session {self.pk} plays a recording; it has no live input to end (stop it).")
+        with transaction.atomic():
+            current = TranscriptionSession.objects.select_for_update().get(pk=self.pk)
+            if current.input_ended_at is not None or current.state in ENDED:
+                raise TransitionError(f"The input of session {self.pk} has already ended.")
+            current.input_ended_at = timezone.now()
+            current.duration_secs = max(received_secs, 0.0)
+            current.stop_reason = reason or current.stop_reason
+            current.save(update_fields=["input_ended_at", "duration_secs", "stop_reason"])
+        self.refresh_from_db()
+        log.info("session %s: input ended after %.1f s%s", self.pk, received_secs, f" ({reason})" if reason else "")
+        self._announce(events.clock(self))
 
     def pause(self) -> None:
         if self.state != State.RUNNING:
@@ -209,7 +260,10 @@ class TranscriptionSession(models.Model):
             "media_filename": self.media_filename,
             "state": self.state,
             "client_count": self.client_count,
-            "duration_secs": round(self.duration_secs, 3),
+            # a live source's length is what has played until its input ends; duration_secs is its cap till then
+            "duration_secs": round(self.position() if self.live_input_open else self.duration_secs, 3),
+            "source": self.source,
+            "live_input": self.live_input_open,
             "progress_secs": round(self.position(), 3),
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,

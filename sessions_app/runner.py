@@ -35,6 +35,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from media_app.live import GrowingWav, finish_live_media
 from models_app.batching import BACKGROUND
 from models_app.registry import ModelError, registry
 from models_app.streaming import SAMPLE_RATE, StreamingTranscriber, TranscriptionChunk, Word
@@ -56,12 +58,14 @@ from sessions_app import events
 from sessions_app.models import (
     ENDED,
     LIVE,
+    Source,
     State,
     TranscriptionSession,
     TranscriptSegment,
     TranscriptVersion,
     TransitionError,
 )
+from sessions_app.sources import LiveIngest, LiveReaderResult, StreamReader
 from transcriber_site.lib.supervise import Supervised
 
 log = logging.getLogger(__name__)
@@ -102,19 +106,34 @@ async def retrying(fn: Any, *args: Any) -> Any:
             delay = min(delay * 2, 5.0)
 
 
-class WavSource:
-    """The session's stored 16 kHz mono wav, read at any position."""
+class StreamFeed:
+    """A stream session's reader, in a thread of its own for as long as the stream plays.
 
-    def __init__(self, path: str) -> None:
-        self.file = soundfile.SoundFile(path)
-        self.frames = self.file.frames
+    Its end (the stream ended, or failed with a sentence) is handed back to the event loop.
+    """
 
-    def read(self, start: int, end: int) -> np.ndarray:
-        self.file.seek(start)
-        return self.file.read(end - start, dtype="float32", always_2d=False)
+    def __init__(self, url: str, ingest: LiveIngest) -> None:
+        self.reader = StreamReader(url, ingest)
+        self.ingest = ingest
+        self.result: LiveReaderResult | None = None
+        self.thread: threading.Thread | None = None
 
-    def close(self) -> None:
-        self.file.close()
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def ended(result: LiveReaderResult) -> None:
+            loop.call_soon_threadsafe(setattr, self, "result", result)
+
+        self.thread = threading.Thread(target=self.reader.run, args=(ended,), name="stream", daemon=True)
+        self.thread.start()
+
+    async def close(self) -> None:
+        self.reader.stop.set()
+        if self.thread is not None:
+            # a read blocked in FFmpeg returns within its timeout (LIVE_STALL_SECS)
+            await asyncio.get_running_loop().run_in_executor(None, self.thread.join, settings.LIVE_STALL_SECS + 5)
+        if self.thread is None or not self.thread.is_alive():
+            self.ingest.close()
 
 
 class SessionRun:
@@ -145,7 +164,8 @@ class SessionRun:
     async def run(self) -> None:
         """Load the stream, start the clock and play; whatever goes wrong ends the session in error."""
         session = self.session
-        source: WavSource | None = None
+        source: GrowingWav | None = None
+        feed: StreamFeed | None = None
         try:
             stream = await self.worker.in_thread(
                 registry.create_transcriber,
@@ -157,9 +177,12 @@ class SessionRun:
             path = await database_sync_to_async(lambda: session.media.path if session.media else None)()
             if path is None or not path.exists():
                 raise ModelError("The recording of this session has been deleted.")
-            source = await self.worker.in_thread(WavSource, str(path))
+            source = await self.worker.in_thread(GrowingWav, str(path))
             await retrying(session.start_clock)
-            await self.play(stream, source)
+            if session.source == Source.STREAM:
+                feed = StreamFeed(session.source_url, LiveIngest(path, session.clock()))
+                feed.start()
+            await self.play(stream, source, feed)
         except TransitionError:
             pass  # stopped meanwhile, by the API or a sweeper: nothing more to do
         except asyncio.CancelledError:
@@ -171,19 +194,29 @@ class SessionRun:
             with contextlib.suppress(TransitionError):
                 await retrying(session.fail, message)
         finally:
+            if feed is not None:
+                await feed.close()
             if source is not None:
                 source.close()
+            if session.is_live_source:
+                with contextlib.suppress(Exception):  # the recording's row learns its final length
+                    await database_sync_to_async(self.finish_recording)()
             if self.writer is not None and not self.writer.done():
                 with contextlib.suppress(Exception):  # the rows that can still be saved are
                     await self.writer
 
-    async def play(self, stream: StreamingTranscriber, source: WavSource) -> None:
+    async def play(self, stream: StreamingTranscriber, source: GrowingWav, feed: StreamFeed | None = None) -> None:
         session = self.session
         base_interval = getattr(getattr(stream, "config", None), "interval_secs", 0.5)
         next_status = 0.0
+        watch = InputWatch(session) if session.is_live_source else None
         while True:
             if session.state in ENDED:
                 return
+            if feed is not None:
+                feed.ingest.follow(session.clock())
+            if watch is not None and await watch.check(source.frames, feed):
+                continue  # the input ended or the session failed: the row has changed
             now = time.time()
             if session.started_at is not None and now - session.started_at.timestamp() > settings.SESSION_TIMEOUT_SECS:
                 await database_sync_to_async(session.stop)(
@@ -191,7 +224,8 @@ class SessionRun:
                 )
                 return
             # rounded, not truncated: int(n / 16000 * 16000) is n - 1 for some n, and the last sample never came
-            target = min(round(session.position(now) * SAMPLE_RATE), source.frames)
+            frames = source.frames  # a live recording grows
+            target = min(round(session.position(now) * SAMPLE_RATE), frames)
             if target > self.fed:
                 self.lag_secs = (target - self.fed) / SAMPLE_RATE
                 await self.adapt(stream, base_interval)
@@ -205,7 +239,7 @@ class SessionRun:
                         "session %s: %.1f s behind, skipped %.1f s of audio", self.id, self.lag_secs, skip / SAMPLE_RATE
                     )
                 await self.push(stream, await self.worker.in_thread(source.read, self.fed, target))
-            if self.fed >= source.frames and session.state == State.RUNNING:
+            if self.played_all(frames) and session.state == State.RUNNING:
                 await self.publish(await self.worker.in_thread(stream.finalize))
                 await self.saved()
                 await retrying(session.complete)
@@ -216,6 +250,22 @@ class SessionRun:
                 next_status = time.monotonic() + STATUS_SECS
                 await self.send_status()
             await asyncio.sleep(TICK_SECS)
+
+    def finish_recording(self) -> None:
+        """A live session's recording keeps what the session played, however it ended."""
+        session = self.session
+        session.refresh_from_db()
+        if session.media is not None:
+            finish_live_media(session.media, session.position())
+
+    def played_all(self, frames: int) -> bool:
+        """A recording is played to its end; a live source's input has ended and what it sent is played."""
+        session = self.session
+        if not session.is_live_source:
+            return self.fed >= frames
+        return session.input_ended_at is not None and self.fed >= min(
+            frames, round(session.duration_secs * SAMPLE_RATE)
+        )
 
     async def push(self, stream: StreamingTranscriber, samples: np.ndarray) -> None:
         if len(samples):
@@ -426,7 +476,16 @@ class SessionWorker:
                 supervised.beat()
 
     async def _refresh_clocks(self) -> None:
-        fields = ["id", "state", "started_at", "paused_at", "paused_secs", "ended_position_secs"]
+        fields = [
+            "id",
+            "state",
+            "started_at",
+            "paused_at",
+            "paused_secs",
+            "ended_position_secs",
+            "duration_secs",
+            "input_ended_at",
+        ]
         rows = await database_sync_to_async(
             lambda: list(TranscriptionSession.objects.filter(pk__in=list(self.runs)).values(*fields))
         )()
@@ -465,6 +524,55 @@ class SessionWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class InputWatch:
+    """Ends a live session whose input has ended or gone quiet (in the worker that runs it).
+
+    A stream that ended is played out; one that failed, or sent nothing for LIVE_STALL_SECS,
+    ends in error. A microphone that sent nothing for LIVE_RECONNECT_SECS (its operator's
+    connection dropped and did not come back) is played out with what it had. Time paused
+    does not count.
+    """
+
+    def __init__(self, session: TranscriptionSession) -> None:
+        self.session = session
+        self.frames = -1
+        self.grew_at = time.monotonic()
+
+    async def check(self, frames: int, feed: StreamFeed | None) -> bool:
+        """True when it changed the session (ended its input, or failed it)."""
+        session = self.session
+        if not session.live_input_open:
+            return False
+        now = time.monotonic()
+        if frames != self.frames or session.state != State.RUNNING:
+            self.frames, self.grew_at = frames, now
+        received = frames / SAMPLE_RATE
+        if feed is not None and feed.result is not None:
+            if feed.result.error is None:
+                return await self._end(received, "The stream ended.")
+            return await self._fail(feed.result.error)
+        quiet = now - self.grew_at
+        if session.source == Source.STREAM and quiet > settings.LIVE_STALL_SECS:
+            return await self._fail(f"The stream stalled: no audio for {settings.LIVE_STALL_SECS:.0f} s.")
+        if session.source == Source.MICROPHONE and quiet > settings.LIVE_RECONNECT_SECS:
+            return await self._end(
+                received,
+                f"The operator's microphone was disconnected for {settings.LIVE_RECONNECT_SECS:.0f} s; "
+                "the session ended with what it had.",
+            )
+        return False
+
+    async def _end(self, received: float, reason: str) -> bool:
+        with contextlib.suppress(TransitionError):
+            await retrying(self.session.end_input, received, reason)
+        return True
+
+    async def _fail(self, error: str) -> bool:
+        with contextlib.suppress(TransitionError):
+            await retrying(self.session.fail, error)
+        return True
 
 
 def save_final_transcript(session_id: int, pieces: list[CuePiece]) -> None:

@@ -11,5 +11,6 @@ urlpatterns = [
     path("api/sessions/<int:session_id>", views.session_detail, name="session-detail"),
     path("api/sessions/<int:session_id>/pause", views.session_pause, name="session-pause"),
     path("api/sessions/<int:session_id>/resume", views.session_resume, name="session-resume"),
+    path("api/sessions/<int:session_id>/end", views.session_end, name="session-end"),
     path("api/sessions/<int:session_id>/transcript", views.session_transcript, name="session-transcript"),
 ]

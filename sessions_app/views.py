@@ -3,7 +3,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import psutil
 from asgiref.sync import async_to_sync, sync_to_async
@@ -11,15 +12,26 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from media_app.audio import ACCEPTED_EXTENSIONS
+from media_app.audio import ACCEPTED_EXTENSIONS, SAMPLE_RATE
+from media_app.live import GrowingWav, new_live_media
 from media_app.models import MediaFile
 from models_app.policy import DEFAULT_PRESET, PRESETS
 from models_app.registry import ModelError, preset_config, registry
 from models_app.transcript import CONTENT_TYPES, FORMATS, render
 from sessions_app import events
-from sessions_app.models import LIVE, Listener, State, TranscriptionSession, TranscriptVersion, TransitionError
+from sessions_app.models import (
+    LIVE,
+    Listener,
+    Source,
+    State,
+    TranscriptionSession,
+    TranscriptVersion,
+    TransitionError,
+)
+from sessions_app.sources import StreamError, probe_stream
 from sessions_app.turn import ice_servers
 from sessions_app.webrtc import SERVER_ID, hub
 from transcriber_site.access import listen_refusal, may_list, may_listen, may_operate
@@ -79,7 +91,9 @@ class NewSession(BaseModel):
     # Strict: `true` is not media 1, and "7" is not a number. Bounded: a value that may be
     # repeated in an error message is never longer than a real one.
     model_id: str = Field(max_length=64)
-    media_id: int = Field(strict=True)
+    source: Literal["recording", "microphone", "stream"] = "recording"
+    media_id: int | None = Field(default=None, strict=True)  # a recording's
+    url: str | None = Field(default=None, max_length=2000)  # a stream's
     language: str | None = Field(default=None, max_length=16)
     target_language: str | None = Field(default=None, max_length=16)
     preset: str = Field(default=DEFAULT_PRESET, max_length=32)
@@ -104,6 +118,7 @@ def as_json(request: HttpRequest, session: TranscriptionSession) -> dict[str, An
     data = session.to_dict()
     if may_operate(request.user):
         data["share_url"] = f"/?session={session.pk}&key={session.share_key}"
+        data["source_url"] = session.source_url or None  # it may hold a password: operators only
         data["created_by"] = session.created_by.get_username() if session.created_by else None
         data["stopped_by"] = session.stopped_by.get_username() if session.stopped_by else None
     return data
@@ -119,11 +134,8 @@ def create_session(request: HttpRequest) -> HttpResponse:
         preset_config(new.preset)
     except ModelError as exc:
         raise ApiError(400, str(exc)) from None
-    media = MediaFile.objects.filter(pk=new.media_id).first()
-    if media is None:
-        raise ApiError(400, f"There is no media file with id {new.media_id}.")
-    if media.missing:
-        raise ApiError(409, media.missing_message)
+    media = recording_of(new) if new.source == Source.RECORDING else None
+    live_name = live_recording_name(new) if media is None else ""  # a stream is probed first
     with transaction.atomic():
         _serialise_creation()
         if TranscriptionSession.objects.filter(state__in=LIVE).count() >= settings.MAX_CONCURRENT_SESSIONS:
@@ -132,22 +144,63 @@ def create_session(request: HttpRequest) -> HttpResponse:
                 f"The server already runs {settings.MAX_CONCURRENT_SESSIONS} sessions, its limit "
                 f"(MAX_CONCURRENT_SESSIONS); stop one or wait for one to end.",
             )
-        session = TranscriptionSession.objects.create(
-            model_id=new.model_id,
-            media=media,
-            media_filename=media.filename,
-            duration_secs=media.duration_secs,
-            language=language,
-            target_language=target or "",
-            preset=new.preset,
-            created_by=request.user if request.user.is_authenticated else None,
-        )
+        made = None if media is not None else new_live_media(live_name)
+        try:
+            session = TranscriptionSession.objects.create(
+                model_id=new.model_id,
+                source=new.source,
+                source_url=new.url or "",
+                media=media or made,
+                media_filename=(media or made).filename,  # type: ignore[union-attr]
+                # a live source has no length yet: the clock may run until the session's time limit
+                duration_secs=media.duration_secs if media is not None else settings.SESSION_TIMEOUT_SECS,
+                language=language,
+                target_language=target or "",
+                preset=new.preset,
+                created_by=request.user if request.user.is_authenticated else None,
+            )
+        except BaseException:
+            if made is not None:  # its row goes with the transaction; its file goes here
+                made.path.unlink(missing_ok=True)
+            raise
     try:
         async_to_sync(events.dispatch_start)(session.pk)
     except Exception as exc:  # the channel layer (Redis) is down: no worker can hear of it
         session.fail(f"No worker could be asked to run the session: the channel layer is unavailable ({exc}).")
         raise ApiError(503, "The server cannot reach its workers (its channel layer is down); try again.") from None
     return JsonResponse(as_json(request, session), status=201)
+
+
+def recording_of(new: NewSession) -> MediaFile:
+    if new.media_id is None:
+        raise ApiError(400, "Field 'media_id': a recording session needs the id of a recording.")
+    if new.url is not None:
+        raise ApiError(400, "Field 'url': only a stream session has a URL.")
+    media = MediaFile.objects.filter(pk=new.media_id).first()
+    if media is None:
+        raise ApiError(400, f"There is no media file with id {new.media_id}.")
+    if media.missing:
+        raise ApiError(409, media.missing_message)
+    return media
+
+
+def live_recording_name(new: NewSession) -> str:
+    """The name of the library recording a live session writes; a stream's URL must give audio first."""
+    if new.media_id is not None:
+        raise ApiError(400, f"Field 'media_id': a {new.source} session records into a new recording of its own.")
+    if new.source == Source.STREAM:
+        if not new.url:
+            raise ApiError(400, "Field 'url': a stream session needs the stream's URL.")
+        try:
+            probe_stream(new.url)  # bounded by LIVE_PROBE_SECS
+        except StreamError as exc:
+            raise ApiError(400, str(exc)) from None
+        name = f"Stream {urlsplit(new.url).hostname} {timezone.now():%Y-%m-%d %H%M}"
+    else:
+        if new.url is not None:
+            raise ApiError(400, "Field 'url': only a stream session has a URL.")
+        name = f"Microphone {timezone.now():%Y-%m-%d %H%M}"
+    return name
 
 
 def _serialise_creation() -> None:
@@ -182,6 +235,26 @@ def session_resume(request: HttpRequest, session_id: int) -> dict[str, Any]:
     with transitions():
         session.resume()
     return as_json(request, session)
+
+
+@api("POST", operator=("POST",))
+def session_end(request: HttpRequest, session_id: int) -> dict[str, Any]:
+    """End a live session's input: it plays out what it received, completes, and gets its final transcript."""
+    session = get_session(session_id)
+    with transitions():
+        session.end_input(received_secs(session), reason="Ended by an operator.")
+    return as_json(request, session)
+
+
+def received_secs(session: TranscriptionSession) -> float:
+    """How much of a live source's audio has reached its recording."""
+    if session.media is None or not session.media.path.is_file():
+        return session.position()
+    reader = GrowingWav(session.media.path)
+    try:
+        return reader.frames / SAMPLE_RATE
+    finally:
+        reader.close()
 
 
 @api("GET")

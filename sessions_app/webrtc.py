@@ -40,10 +40,10 @@ from typing import Any
 
 import av
 import numpy as np
-import soundfile
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
+from media_app.wavfile import GrowingWav
 from sessions_app.turn import ice_servers
 
 log = logging.getLogger(__name__)
@@ -190,8 +190,7 @@ class SessionEncoder:
 
     def __init__(self, clock: dict[str, Any], path: str, go_on_at: int | None = None) -> None:
         self.clock = dict(clock)
-        self.file = soundfile.SoundFile(path)
-        self.frames = self.file.frames  # 16 kHz samples
+        self.file = GrowingWav(path)  # a live source's recording grows while it plays
         self.read_at: int | None = None  # next 16 kHz sample to read
         self.encoder = _opus_encoder()
         self.resampler = av.AudioResampler(format="s16", layout="mono", rate=OPUS_RATE)
@@ -201,9 +200,14 @@ class SessionEncoder:
         self.shift = 0
 
     @property
+    def frames(self) -> int:
+        """16 kHz samples there are to play: the recording's, or what a live source has sent so far."""
+        return min(self.file.frames, round(float(self.clock["duration_secs"]) * SOURCE_RATE))
+
+    @property
     def played_out(self) -> bool:
-        """The recording has been played to its end."""
-        running = self.clock.get("state") == "running"
+        """The recording has been played to its end (a live source's, once its input has ended)."""
+        running = self.clock.get("state") == "running" and not self.clock.get("live_input")
         return running and self.read_at is not None and self.read_at >= self.frames
 
     def next_packets(self, now: float) -> list[tuple[bytes, int]]:
@@ -221,8 +225,7 @@ class SessionEncoder:
         due = min(round(position(self.clock, now) * SOURCE_RATE), self.frames)
         if self.read_at is None or abs(self.read_at - (due - SOURCE_FRAME)) > RESYNC_SECS * SOURCE_RATE:
             self.read_at = max(due - SOURCE_FRAME, 0)
-        self.file.seek(self.read_at)
-        pcm = self.file.read(SOURCE_FRAME, dtype="int16", always_2d=False)
+        pcm = self.file.read(self.read_at, min(self.read_at + SOURCE_FRAME, self.frames), dtype=np.int16)
         self.read_at += len(pcm)
         return np.pad(pcm, (0, SOURCE_FRAME - len(pcm)))
 

@@ -111,6 +111,16 @@ WORKER_CAPACITY = env.int("WORKER_CAPACITY", default=0)
 MAX_LISTENERS_PER_SESSION = env.int("MAX_LISTENERS_PER_SESSION", default=200)
 MAX_SOCKETS_PER_ADDRESS = env.int("MAX_SOCKETS_PER_ADDRESS", default=100)
 
+# Live sources (sessions_app.sources): a microphone whose operator's connection dropped is
+# waited for this long before the session ends with what it had; a stream that sends no audio
+# this long ends in error; a stream URL must give audio within LIVE_PROBE_SECS to be accepted.
+LIVE_RECONNECT_SECS = env.float("LIVE_RECONNECT_SECS", default=30.0)
+LIVE_STALL_SECS = env.float("LIVE_STALL_SECS", default=15.0)
+LIVE_PROBE_SECS = env.float("LIVE_PROBE_SECS", default=10.0)
+# Stream URLs may not reach loopback, private or link-local addresses (after DNS resolution),
+# so that no caller can make the server fetch from its own network; true allows them.
+STREAM_ALLOW_PRIVATE = env.bool("STREAM_ALLOW_PRIVATE", default=False)
+
 # --- WebRTC -------------------------------------------------------------------------
 ICE_SERVERS: list[dict[str, object]] = json.loads(env.str("ICE_SERVERS", default="[]"))
 TURN_SERVER = env.str("TURN_SERVER", default="")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import re
@@ -11,15 +13,22 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from fractions import Fraction
+from http.cookiejar import CookieJar
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 if TYPE_CHECKING:
     from models_app.streaming import TranscriptionSegment
@@ -500,3 +509,246 @@ def differential(
         finals += stream.push_audio(clip.audio[offset : offset + step]).finals
     finals += stream.finalize().finals
     return Differential(clip.name, offline, " ".join(s.text for s in finals), clip.reference, finals)
+
+
+MP3_BYTES_PER_SEC = 8000  # 64 kbit/s CBR
+
+
+def mp3_of(audio: np.ndarray) -> bytes:
+    """16 kHz mono float32 audio as an mp3 (64 kbit/s CBR)."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=16000, layout="mono")
+        assert isinstance(stream, av.AudioStream)
+        stream.bit_rate = MP3_BYTES_PER_SEC * 8
+        frame = av.AudioFrame.from_ndarray(audio.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+        frame.sample_rate = 16000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return out.getvalue()
+
+
+class Radio:
+    """An Icecast-like server on a free loopback port: /live.mp3 loops an mp3 for ever, in real time
+    (after a first `burst_secs` sent at once, as Icecast does on connect); /stall.mp3 sends 2 s of
+    it and then nothing; /page is HTML."""
+
+    def __init__(self, mp3: bytes, burst_secs: float = 1.0) -> None:
+        self.mp3 = mp3
+        self.burst_secs = burst_secs
+        self.port = free_port()
+        radio = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path == "/page":
+                    self._head("text/html")
+                    self.wfile.write(b"<html><body>not a stream</body></html>")
+                    return
+                if self.path not in ("/live.mp3", "/stall.mp3"):
+                    self.send_error(404)
+                    return
+                self._head("audio/mpeg")
+                radio.send(self.wfile, stall_after=2.0 if self.path == "/stall.mp3" else None)
+
+            def _head(self, content_type: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Connection", "close")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def send(self, out: io.BufferedIOBase, stall_after: float | None) -> None:
+        chunk = MP3_BYTES_PER_SEC // 10  # 0.1 s
+        started = time.monotonic()
+        sent = 0
+        try:
+            while not self.closed.is_set():
+                at = sent % len(self.mp3)
+                out.write(self.mp3[at : at + chunk])
+                out.flush()
+                sent += min(chunk, len(self.mp3) - at)
+                if stall_after is not None and sent >= stall_after * MP3_BYTES_PER_SEC:
+                    self.closed.wait()  # the connection stays open, and silent
+                    return
+                time.sleep(max(0.0, started + sent / MP3_BYTES_PER_SEC - self.burst_secs - time.monotonic()))
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> Radio:
+        self.closed = threading.Event()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- an operator's microphone, as the page sends it (sessions_app.microphone) -------------------------
+
+MIC_RATE = 16000
+MIC_FRAME = 320  # 20 ms
+
+
+class RecordingMicrophone(MediaStreamTrack):
+    """A microphone that says `samples` (16 kHz mono float) in real time, 20 ms a frame.
+
+    Then it ends (`then="end"`), says silence for ever (`"silence"`), or goes quiet without
+    ending (`"hang"`, as a page whose network dropped). `first_at`: time.time() of the first frame.
+    """
+
+    kind = "audio"
+
+    def __init__(self, samples: np.ndarray, then: str = "end") -> None:
+        super().__init__()
+        self.pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+        self.then = then
+        self.pts = 0
+        self.started: float | None = None
+        self.first_at: float | None = None
+        self.said = asyncio.Event()  # all of `samples` has been sent
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self.started is None:
+            self.started, self.first_at = now, time.time()
+        await asyncio.sleep(max(0.0, self.started + self.pts / MIC_RATE - now))
+        chunk = self.pcm[self.pts : self.pts + MIC_FRAME]
+        if len(chunk) < MIC_FRAME:
+            self.said.set()
+            if self.then == "end":
+                self.stop()
+                raise MediaStreamError
+            if self.then == "hang":
+                await asyncio.Event().wait()
+            chunk = np.pad(chunk, (0, MIC_FRAME - len(chunk)))
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = MIC_RATE, self.pts, Fraction(1, MIC_RATE)
+        self.pts += MIC_FRAME
+        return frame
+
+
+class Operator:
+    """The operator's page, as far as the microphone goes: the session's socket and a sendonly peer.
+
+    `send_text` / `receive_text` are the socket's (a Channels communicator here, websockets
+    against a real server); `messages` keeps every message the server sent.
+    """
+
+    def __init__(self, send_text: Callable[[str], Awaitable[None]], receive_text: Callable[[], Awaitable[str]]) -> None:
+        self.send_text = send_text
+        self.receive_text = receive_text
+        self.messages: list[dict[str, Any]] = []
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.pc: RTCPeerConnection | None = None
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            message = json.loads(await self.receive_text())
+            self.messages.append(message)
+            await self.inbox.put(message)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.send_text(json.dumps(message))
+
+    async def next(self, *kinds: str, within: float = 10.0) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            while True:
+                message = await self.inbox.get()
+                if not kinds or message["type"] in kinds:
+                    return message
+
+    async def publish(self, track: MediaStreamTrack) -> dict[str, Any]:
+        """Offer `track` (aiortc puts its candidates in the offer); the server's publish-answer or error."""
+        self.pc = pc = RTCPeerConnection()
+        pc.addTransceiver(track, direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        await self.send({"type": "publish", "sdp": pc.localDescription.sdp})
+        answer = await self.next("publish-answer", "error")
+        if answer["type"] == "publish-answer":
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        return answer
+
+    async def close(self) -> None:
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.reader
+        if self.pc is not None:
+            await self.pc.close()
+
+
+def signed_in(server: LiveServer) -> str:
+    """The operator's session cookie, as a browser gets it from the sign-in link (`/?token=`)."""
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(f"{server.url}/?token={server.token}", timeout=10).read()
+    cookie = next(c for c in jar if c.name == "sessionid")
+    return f"sessionid={cookie.value}"
+
+
+@contextlib.asynccontextmanager
+async def live_operator(server: LiveServer, session_id: int) -> AsyncIterator[Operator]:
+    """An Operator on the real server's socket, signed in by its session cookie, joined."""
+    import websockets
+
+    url = f"{server.url.replace('http://', 'ws://')}/ws/{session_id}"
+    async with websockets.connect(url, additional_headers={"Cookie": signed_in(server)}, max_size=None) as ws:
+        operator = Operator(ws.send, ws.recv)  # type: ignore[arg-type]
+        try:
+            assert (await operator.next())["type"] == "session_info"
+            yield operator
+        finally:
+            await operator.close()
+
+
+class GatedMicrophone(RecordingMicrophone):
+    """Silence until `go` is set (the session runs), then `samples`; `spoke_at`: time.time() of its first sample."""
+
+    def __init__(self, samples: np.ndarray, then: str = "silence") -> None:
+        super().__init__(samples, then)
+        self.go = asyncio.Event()
+        self.spoke_at: float | None = None
+        self.silent_frames = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.go.is_set():
+            if self.spoke_at is None:
+                self.spoke_at = time.time()
+            frame = await super().recv()
+            frame.pts = (frame.pts or 0) + self.silent_frames * MIC_FRAME
+            return frame
+        await asyncio.sleep(MIC_FRAME / MIC_RATE)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, MIC_FRAME), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = MIC_RATE, self.silent_frames * MIC_FRAME, Fraction(1, MIC_RATE)
+        self.silent_frames += 1
+        return frame
+
+
+class StampedListener(AudioListener):
+    """An AudioListener that notes when each message arrived ("received_at", time.time())."""
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            message = json.loads(raw)
+            if message["type"] == "offer":
+                await self._answer(message["sdp"])
+            else:
+                message["received_at"] = time.time()
+                self.messages.append(message)
+                await self._inbox.put(message)

@@ -62,7 +62,7 @@ def test_list_and_read(operator_client, make_media):
             400,
             "There is no preset 'warp'. Presets: low_latency, balanced, accurate.",
         ),
-        ({"model_id": "whisper"}, 400, "Field 'media_id': Field required."),
+        ({"model_id": "whisper"}, 400, "Field 'media_id': a recording session needs the id of a recording."),
         (
             {"model_id": "whisper", "media_id": "x"},
             400,
