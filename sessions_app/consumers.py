@@ -4,10 +4,12 @@ On join: session_info, every final subtitle so far, then the session's live even
 Who may join is LISTEN_ACCESS's rule (transcriber_site.access): the session cookie says
 who the visitor is, and `?key=` on the URL (or "key" in the join message) is the share key.
 `ready` asks for the audio: the server makes a peer, offers, and the browser answers.
+`publish` (an operator's, on a microphone session) sends the page's microphone the other
+way: the browser offers, the server answers (sessions_app.microphone).
 Wrong input gets an {"type": "error", "message": ...} and the socket stays usable.
 
 Whatever a message does, the socket's resources (its group, its listener row, its peer
-and audio track) are released when the socket goes: `__call__` cleans up in a
+and audio track, its microphone and its claim on it) are released when the socket goes: `__call__` cleans up in a
 `finally`, so even an error no handler expected cannot leave a peer behind. Messages
 are bounded (WS_MAX_MESSAGE_BYTES, MAX_JSON_DEPTH) before they are parsed.
 """
@@ -29,16 +31,16 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
-from sessions_app import events
+from sessions_app import events, microphone
 from sessions_app.models import ENDED, Listener, TranscriptionSession, TranscriptVersion
 from sessions_app.webrtc import SERVER_ID, ListenerTrack, announce_public_ip, hub, peer_connection
-from transcriber_site.access import listen_refusal, may_listen
+from transcriber_site.access import listen_refusal, may_listen, may_operate
 from transcriber_site.lib.http import TooDeep, parse_json, shown
 from transcriber_site.lib.serving import WS_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
-MESSAGE_TYPES = ("join", "ready", "answer", "ice-candidate", "ping")
+MESSAGE_TYPES = ("join", "ready", "answer", "ice-candidate", "ping", "publish")
 END_LINGER_SECS = 2.0  # after the end, the peer stays this long: the last audio is still on its way
 
 
@@ -78,6 +80,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     offered = False
     last_index = -1  # the last final subtitle sent, so that none is sent twice
     linger: asyncio.Task[None] | None = None
+    publisher: microphone.Publisher | None = None  # this socket's microphone, while it sends one
+    claimed = False  # this socket may be the session's publisher (in the database): release it when done
     cleaned = False
     address: str | None = None  # counted in sockets_by_address while open
 
@@ -118,7 +122,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 del sockets_by_address[self.address]
         if self.linger is not None:
             self.linger.cancel()
-        steps = [self.close_peer()]
+        steps = [self.close_peer(), self.stop_publishing()]
         if self.session_id is not None:
             # a row left behind (the database unavailable now) stops counting after LISTENER_STALE_SECS
             steps.append(database_sync_to_async(Listener.objects.filter(channel_name=self.channel_name).delete)())
@@ -155,6 +159,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             "answer": self.answer,
             "ice-candidate": self.ice_candidate,
             "ping": self.ping,
+            "publish": self.publish,
         }
         handler = handlers.get(message["type"])
         if handler is None:
@@ -265,6 +270,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
             raise ProtocolError(f"The answer's SDP was refused: {exc}") from None
 
     async def ice_candidate(self, message: dict[str, Any]) -> None:
+        if message.get("target") == "publish":  # the microphone's peer, not the listener's
+            await self.publish_candidate(message)
+            return
         if self.pc is None:
             raise ProtocolError("ICE candidates need a peer first: send ready.")
         candidate = message.get("candidate")
@@ -281,6 +289,91 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.pc.addIceCandidate(parsed)
         except Exception as exc:
             raise ProtocolError(f"The ICE candidate was refused: {exc}") from None
+
+    # --- the operator's microphone -----------------------------------------------------------------
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        """The page's microphone for this microphone session: claim it, answer the browser's offer.
+
+        A refusal is an error with "about": "publish" (and "retry": true while another
+        connection holds the microphone, which a reconnecting page waits out).
+        """
+        try:
+            await self._publish(message)
+        except microphone.Refused as exc:
+            await self.send_json({"type": "error", "message": str(exc), "about": "publish", "retry": exc.retry})
+        except Exception:
+            log.exception("session %s: a publish message failed", self.session_id)
+            sentence = "The server could not take the microphone; it has been logged."
+            await self.send_json({"type": "error", "message": sentence, "about": "publish", "retry": False})
+
+    async def _publish(self, message: dict[str, Any]) -> None:
+        if self.session_id is None:
+            raise microphone.Refused("Join the microphone session before sending it your microphone.")
+        sdp = message.get("sdp")
+        if not isinstance(sdp, str) or not sdp.strip():
+            raise microphone.Refused('publish needs "sdp", the session description of the browser\'s offer.')
+        user = self.scope.get("user") or AnonymousUser()
+        if not await database_sync_to_async(may_operate)(user):
+            raise microphone.Refused("Only an operator may send a microphone to a session; sign in as one.")
+        await self.stop_publishing(release=False)  # a new offer from this socket replaces its peer; the claim stays
+        self.claimed = True  # from here on, whatever fails lets go of the claim
+        try:
+            session = await database_sync_to_async(microphone.claim)(self.session_id, self.channel_name)
+            assert session.media is not None
+            self.publisher = publisher = microphone.Publisher(
+                session.pk, session.media.path, session.clock(), lambda reason: self.publisher_ended(publisher, reason)
+            )
+            try:
+                answer = await publisher.answer(sdp, settings.PUBLIC_IP)
+            except Exception as exc:  # aiortc raises ValueError and others on a bad description
+                raise microphone.Refused(f"The microphone's offer was refused: {exc}") from None
+        except BaseException:
+            await self.stop_publishing()
+            raise
+        log.info("session %s: an operator's microphone is connecting", self.session_id)
+        await self.send_json({"type": "publish-answer", "sdp": answer})
+
+    async def publish_candidate(self, message: dict[str, Any]) -> None:
+        candidate = message.get("candidate")
+        if self.publisher is None:
+            return  # a refused or ended publish's late candidates: the refusal has been said already
+        if candidate is None or (isinstance(candidate, dict) and not candidate.get("candidate")):
+            return  # the end of the browser's candidates
+        if not isinstance(candidate, dict) or not isinstance(candidate.get("candidate"), str):
+            raise ProtocolError(
+                'ice-candidate needs "candidate": {"candidate": "...", "sdpMid": ..., "sdpMLineIndex": ...}.'
+            )
+        try:
+            await self.publisher.add_candidate(candidate)
+        except Exception as exc:
+            raise ProtocolError(f"The ICE candidate was refused: {exc}") from None
+
+    async def publisher_ended(self, publisher: microphone.Publisher, reason: str | None) -> None:
+        """Its task ended by itself: the socket's own loop closes it (a message to this channel)."""
+        try:
+            await self.channel_layer.send(
+                self.channel_name, {"type": "publish.ended", "publisher": publisher.id, "reason": reason}
+            )
+        except Exception:  # the channel layer is down: the socket's close lets go of it
+            log.exception("session %s: could not report the microphone's end", self.session_id)
+
+    async def publish_ended(self, event: dict[str, Any]) -> None:
+        if self.publisher is None or self.publisher.id != event["publisher"]:
+            return  # replaced or closed meanwhile
+        await self.stop_publishing()
+        await self.send_json({"type": "publish-end", "reason": event["reason"]})
+
+    async def stop_publishing(self, release: bool = True) -> None:
+        """Close this socket's microphone, and let go of the session's claim (even if closing failed)."""
+        publisher, self.publisher = self.publisher, None
+        try:
+            if publisher is not None:
+                await publisher.close()
+        finally:
+            if release and self.claimed and self.session_id is not None:
+                self.claimed = False
+                await database_sync_to_async(microphone.release)(self.session_id, self.channel_name)
 
     async def ping(self, message: dict[str, Any]) -> None:
         await self.send_json({"type": "pong", "t": message.get("t"), "server_time": time.time()})
@@ -303,6 +396,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def session_clock(self, event: dict[str, Any]) -> None:
         hub.follow(event["session_id"], event)
+        if self.publisher is not None:
+            self.publisher.follow(event)
+            if self.publisher.done:  # the input ended (End, or the session is over): nothing more to write
+                await self.stop_publishing()
+                await self.send_json({"type": "publish-end", "reason": None})
         await self.send_json({**event, "type": "clock", "server_time": time.time()})
 
     async def session_end(self, event: dict[str, Any]) -> None:

@@ -37,7 +37,10 @@ async def still_usable(listener: AudioListener) -> bool:
         ("this is not json", "Messages must be JSON text."),
         ("[1, 2, 3]", 'Messages must be JSON objects with a "type".'),
         ({"kind": "join"}, 'Messages must be JSON objects with a "type".'),
-        ({"type": "dance"}, "Unknown message type 'dance'; expected one of join, ready, answer, ice-candidate, ping."),
+        (
+            {"type": "dance"},
+            "Unknown message type 'dance'; expected one of join, ready, answer, ice-candidate, ping, publish.",
+        ),
         ({"type": "answer", "sdp": "v=0"}, "An answer needs an offer first: send ready."),
         ({"type": "ice-candidate", "candidate": {"candidate": "x"}}, "ICE candidates need a peer first: send ready."),
         ({"type": "join", "session_id": 1}, "This socket has already joined session {sid}."),

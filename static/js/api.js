@@ -49,6 +49,7 @@ export const api = {
   stopSession: (id) => request("DELETE", `/api/sessions/${id}`),
   pauseSession: (id) => request("POST", `/api/sessions/${id}/pause`),
   resumeSession: (id) => request("POST", `/api/sessions/${id}/resume`),
+  endSession: (id) => request("POST", `/api/sessions/${id}/end`),
   transcript: (id, key) => request("GET", transcriptUrl(id, "json", undefined, key)),
 };
 

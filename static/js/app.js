@@ -41,8 +41,8 @@ async function main() {
 async function startOperating(config, player, sessions) {
   const library = new MediaLibrary();
   const create = new CreateForm(library, config, {
-    onCreated: (session) => {
-      player.join(session.id);
+    onCreated: (session, { microphone } = {}) => {
+      player.join(session.id, null, { microphone });
       sessions.refresh();
     },
   });

@@ -50,7 +50,12 @@ export class SessionClock {
       paused_secs: clock.paused_secs || 0,
       duration_secs: clock.duration_secs || 0,
       ended_position_secs: clock.ended_position_secs,
+      live_input: Boolean(clock.live_input), // a live source still sending: its length is not known yet
     };
+  }
+
+  get live() {
+    return this.clock?.live_input === true;
   }
 
   get duration() {

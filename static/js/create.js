@@ -1,9 +1,12 @@
-// The create form: model (unavailable ones disabled, with the reason), recording, language,
-// target language (for models that translate) and preset. Start creates the session and
-// hands it to onCreated (the page joins it).
+// The create form: the source (a recording of the library, the operator's microphone, or a
+// stream URL), model (unavailable ones disabled, with the reason), language, target language
+// (for models that translate) and preset. Start (Go live, for the microphone) creates the
+// session and hands it to onCreated(session, {microphone}) (the page joins it, and sends the
+// microphone to it).
 
 import { api } from "./api.js";
 import { duration, errorNotice, notice } from "./format.js";
+import { LevelMeter, Microphone, microphones } from "./microphone.js";
 
 const LANGUAGE_NAMES = new Intl.DisplayNames(["en"], { type: "language" });
 
@@ -26,7 +29,28 @@ export class CreateForm {
     this.preset = document.getElementById("create-preset");
     this.error = document.getElementById("create-error");
     this.submit = document.getElementById("create-start");
+    this.progress = document.getElementById("create-progress");
+    this.sources = [...this.form.querySelectorAll('input[name="source"]')];
+    this.recordingField = document.getElementById("create-recording-field");
+    this.micField = document.getElementById("create-mic-field");
+    this.micDevice = document.getElementById("create-mic-device");
+    this.micStatus = document.getElementById("create-mic-status");
+    this.micAllow = document.getElementById("create-mic-allow");
+    this.streamField = document.getElementById("create-stream-field");
+    this.url = document.getElementById("create-url");
+    this.microphone = new Microphone();
+    this.meter = new LevelMeter(document.getElementById("create-mic-level"), this.microphone);
+    this.busy = false;
 
+    for (const radio of this.sources) radio.addEventListener("change", () => this.onSource());
+    this.micAllow.addEventListener("click", () => this.openMicrophone());
+    this.micDevice.addEventListener("change", () => this.openMicrophone(this.micDevice.value));
+    this.microphone.addEventListener("close", () => this.onMicrophoneClosed());
+    this.microphone.addEventListener("error", (event) => {
+      this.onMicrophoneClosed();
+      notice(this.error, event.detail);
+    });
+    this.url.addEventListener("input", () => this.updateSubmit());
     this.model.addEventListener("change", () => this.onModel());
     this.language.addEventListener("change", () => this.fillTargets());
     this.form.addEventListener("submit", (event) => {
@@ -65,6 +89,65 @@ export class CreateForm {
     const first = this.models.find((m) => m.available);
     if (first) this.model.value = first.id;
     this.onModel();
+  }
+
+  get source() {
+    return this.sources.find((radio) => radio.checked)?.value ?? "recording";
+  }
+
+  // The fields of the chosen source; the microphone is asked for as soon as it is chosen.
+  onSource() {
+    const source = this.source;
+    this.recordingField.hidden = source !== "recording";
+    this.micField.hidden = source !== "microphone";
+    this.streamField.hidden = source !== "stream";
+    this.submit.textContent = source === "microphone" ? "Go live" : "Start";
+    notice(this.error, "");
+    if (source === "microphone" && !this.microphone.live) this.openMicrophone();
+    this.updateSubmit();
+  }
+
+  // --- the microphone -------------------------------------------------------------------------
+
+  async openMicrophone(deviceId) {
+    notice(this.error, "");
+    this.micAllow.disabled = true;
+    this.micStatus.textContent = "Asking the browser for the microphone…";
+    try {
+      await this.microphone.open(deviceId);
+    } catch (error) {
+      this.onMicrophoneClosed();
+      notice(this.error, error.message);
+      return false;
+    } finally {
+      this.micAllow.disabled = false;
+    }
+    this.micAllow.hidden = true;
+    this.micStatus.textContent = `Listening to ${this.microphone.label || "the microphone"}: speak and watch the level move.`;
+    this.meter.start();
+    await this.fillDevices();
+    this.updateSubmit();
+    return true;
+  }
+
+  async fillDevices() {
+    let devices = [];
+    try {
+      devices = await microphones();
+    } catch {
+      // the list is a convenience: the default device is open already
+    }
+    this.micDevice.replaceChildren(...devices.map((d, i) => new Option(d.label || `Microphone ${i + 1}`, d.deviceId)));
+    if (devices.some((d) => d.deviceId === this.microphone.deviceId)) this.micDevice.value = this.microphone.deviceId;
+    this.micDevice.disabled = devices.length < 2;
+  }
+
+  // Closed (the session it fed has ended, or the device went away): Allow microphone opens it again.
+  onMicrophoneClosed() {
+    this.meter.stop();
+    this.micAllow.hidden = false;
+    this.micStatus.textContent = "The microphone is off: press Allow microphone to use it again.";
+    this.updateSubmit();
   }
 
   get selectedModel() {
@@ -113,25 +196,40 @@ export class CreateForm {
   }
 
   updateSubmit() {
-    this.submit.disabled = !this.selectedModel?.available || !this.library.items.length;
+    const ready = {
+      recording: this.library.items.length > 0,
+      microphone: true, // Go live asks for the microphone first if it is not open
+      stream: this.url.value.trim() !== "",
+    }[this.source];
+    this.submit.disabled = this.busy || !this.selectedModel?.available || !ready;
   }
 
   async start() {
     notice(this.error, "");
-    const fields = {
-      model_id: this.model.value,
-      media_id: Number(this.media.value),
-      language: this.language.value || undefined,
-      preset: this.preset.value || undefined,
-    };
+    const source = this.source;
+    const fields = { model_id: this.model.value };
+    if (source === "recording") fields.media_id = Number(this.media.value);
+    else fields.source = source;
+    if (source === "stream") fields.url = this.url.value.trim();
+    fields.language = this.language.value || undefined;
+    fields.preset = this.preset.value || undefined;
     if (this.selectedModel?.translates && this.target.value) fields.target_language = this.target.value;
-    this.submit.disabled = true;
+    this.busy = true;
+    this.updateSubmit();
     try {
+      if (source === "microphone") {
+        this.microphone.resume(); // this click lets its level meter run, if the browser held it
+        if (!this.microphone.live && !(await this.openMicrophone())) return;
+      }
+      // the server probes a stream before it answers (LIVE_PROBE_SECS at most)
+      notice(this.progress, source === "stream" ? "Opening the stream: the server checks that it gives audio…" : "");
       const session = await api.createSession(fields);
-      this.onCreated(session);
+      this.onCreated(session, { microphone: source === "microphone" ? this.microphone : null });
     } catch (error) {
       errorNotice(this.error, error, this.config.signInUrl);
     } finally {
+      notice(this.progress, "");
+      this.busy = false;
       this.updateSubmit();
     }
   }

@@ -2,11 +2,13 @@
 // subtitles in time with that audio, and keeps all of it going across reconnects.
 // A session that has already ended shows its transcript from the REST API instead.
 // A share link's key (?session=ID&key=KEY) goes with every call about the session.
+// An operator who went live from this page also sends their microphone on this socket (live-mic.js).
 
 import { api, withKey } from "./api.js";
 import { SessionClock } from "./clock.js";
 import { Connection } from "./connection.js";
 import { Downloads } from "./downloads.js";
+import { LiveMic } from "./live-mic.js";
 import { LIVE_STATES, STATE_LABELS, duration, errorNotice, notice } from "./format.js";
 import { AudioLink } from "./rtc.js";
 import { SessionControls } from "./session-controls.js";
@@ -45,6 +47,16 @@ export class Player {
         })
       : null;
 
+    this.mic = operator
+      ? new LiveMic(config.iceServers, {
+          send: (message) => this.socket?.send(message),
+          isJoined: () => this.joined,
+          onError: (sentence) => notice(this.error, sentence),
+          onOwnAudio: (mute) => this.muteOwnAudio(mute),
+        })
+      : null;
+    this.mutedForMic = false;
+
     this.clock = new SessionClock();
     this.subtitles = new Subtitles(() => this.playout());
     this.audio = new AudioLink(this.audioElement, config.iceServers, (message) => this.socket?.send(message));
@@ -77,7 +89,8 @@ export class Player {
 
   // --- joining and leaving ---------------------------------------------------------------------
 
-  async join(id, key = null) {
+  // `microphone` (an operator's, open): this page sends it to the session, which takes a microphone.
+  async join(id, key = null, { microphone = null } = {}) {
     if (this.sessionId === id && this.socket) {
       this.section.scrollIntoView({ block: "start" });
       this.title.focus(); // already listening: nothing to restart
@@ -97,6 +110,7 @@ export class Player {
     this.setIndicator("connecting", "Connecting…");
     this.downloads.reset(id, key);
     this.controls?.reset(id);
+    if (microphone) this.mic?.attach(id, microphone);
     // the address stays the share link: reloading it, or passing it on, joins again
     history.replaceState(null, "", `${location.pathname}${withKey(`?session=${id}`, key)}${location.hash}`);
     this.section.scrollIntoView({ block: "start" });
@@ -135,6 +149,16 @@ export class Player {
     this.audio.close();
     this.audioElement.srcObject = null;
     this.delaySecs = null;
+    this.mic?.detach();
+    this.muteOwnAudio(false);
+  }
+
+  // The operator's own microphone is not played back to them (it would feed back), unless they unmute.
+  muteOwnAudio(mute) {
+    if (mute === this.mutedForMic) return;
+    this.mutedForMic = mute;
+    this.audioElement.muted = mute;
+    this.muteButton.setAttribute("aria-pressed", String(mute));
   }
 
   connect(id) {
@@ -175,12 +199,14 @@ export class Player {
     if (state === "waiting") {
       this.joined = false;
       this.audio.close();
+      this.mic?.onSocketLost();
       this.subtitles.clearPartial();
       this.setIndicator("waiting", `Connection lost; reconnecting in ${retryInSecs.toFixed(1)} s…`);
     }
   }
 
   onMessage(message) {
+    if (this.mic?.onMessage(message)) return undefined;
     switch (message.type) {
       case "session_info":
         return this.onSessionInfo(message);
@@ -191,7 +217,8 @@ export class Player {
         return this.onStatus(message);
       case "clock":
         this.clock.setClock(message);
-        return this.showSession({ ...this.session, state: message.state, clock: message });
+        this.mic?.onClock(message);
+        return this.showSession({ ...this.session, state: message.state, live_input: message.live_input, clock: message });
       case "offer":
         return this.audio.answer(message.sdp).catch((error) => notice(this.error, `The audio could not start: ${error.message}`));
       case "pong":
@@ -216,6 +243,7 @@ export class Player {
     this.clock.guessOffset(serverTime);
     this.showSession(session);
     this.requestAudio();
+    this.mic?.onJoined(session);
     this.updateIndicator();
   }
 
@@ -230,7 +258,8 @@ export class Player {
 
   onEnd({ state, reason }) {
     this.joined = false; // the audio plays out what it has; tick() closes it at the end
-    this.showSession({ ...this.session, state });
+    this.mic?.onClock({ state, live_input: false });
+    this.showSession({ ...this.session, state, live_input: false });
     notice(this.notice, reason || "");
     // a completed session's final transcript is announced on this socket: keep it open until then
     if (state === "completed") this.downloads.expectFinal();
@@ -333,9 +362,14 @@ export class Player {
     this.subtitles.tick();
     const total = this.clock.duration || this.session?.duration_secs || 0;
     const position = this.playout() ?? this.session?.progress_secs ?? 0;
-    this.progress.max = total || 1;
-    this.progress.value = Math.min(position, total);
-    this.time.textContent = `${duration(position)} / ${duration(total)}`;
+    if (this.clock.live) {
+      this.progress.removeAttribute("value"); // indeterminate: a live input has no end yet
+      this.time.textContent = `${duration(position)} · live`;
+    } else {
+      this.progress.max = total || 1;
+      this.progress.value = Math.min(position, total);
+      this.time.textContent = `${duration(position)} / ${duration(total)}`;
+    }
     if (this.clock.ended && position >= (this.clock.clock.ended_position_secs ?? total)) {
       this.subtitles.flush();
       this.audio.close();
@@ -357,6 +391,7 @@ export class Player {
     this.stateBadge.textContent = STATE_LABELS[s.state] ?? s.state ?? "";
     this.stateBadge.dataset.state = s.state ?? "";
     this.controls?.show(s);
+    this.mic?.showSession(s);
     const live = LIVE_STATES.has(s.state);
     this.playButton.disabled = this.muteButton.disabled = this.volume.disabled = !live;
   }

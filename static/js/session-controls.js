@@ -1,4 +1,5 @@
-// The operator's part of the player: pause, resume and stop the session, and its share link
+// The operator's part of the player: pause, resume and stop the session, end a live source's
+// input (the session then plays out what it received and completes), and its share link
 // (the session's address with its key, which LISTEN_ACCESS=link needs). Only an operator's
 // page has these elements: the template leaves them out of a listener's.
 
@@ -14,6 +15,7 @@ export class SessionControls {
     this.pauseButton = document.getElementById("player-pause");
     this.resumeButton = document.getElementById("player-resume");
     this.stopButton = document.getElementById("player-stop");
+    this.endButton = document.getElementById("player-end");
     this.share = document.getElementById("player-share");
     this.shareUrl = document.getElementById("player-share-url");
     this.copyButton = document.getElementById("player-share-copy");
@@ -22,6 +24,7 @@ export class SessionControls {
     this.pauseButton.addEventListener("click", () => this.operate(api.pauseSession));
     this.resumeButton.addEventListener("click", () => this.operate(api.resumeSession));
     this.stopButton.addEventListener("click", () => this.operate(api.stopSession));
+    this.endButton.addEventListener("click", () => this.operate(api.endSession));
     this.copyButton.addEventListener("click", () => this.copy());
     this.shareUrl.addEventListener("focus", () => this.shareUrl.select());
   }
@@ -40,6 +43,7 @@ export class SessionControls {
     this.pauseButton.disabled = session.state !== "running";
     this.resumeButton.hidden = session.state !== "paused";
     this.stopButton.disabled = !live;
+    this.endButton.hidden = !session.live_input;
     // only the REST API's session has it (the socket's does not): keep the one we have
     if (typeof session.share_url === "string") {
       this.shareUrl.value = new URL(session.share_url, location.origin).href;
