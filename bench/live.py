@@ -49,7 +49,6 @@ from transcriber_site.testing import (
     GatedMicrophone,
     LiveServer,
     Radio,
-    StampedListener,
     api_call,
     live_operator,
     mp3_of,
@@ -136,8 +135,8 @@ def microphone(server: LiveServer, speech: np.ndarray, media_dir: Path) -> tuple
     session = api_call(server, "/api/sessions", {"source": "microphone", "model_id": "whisper"})
     sid = session["id"]
 
-    async def go_live() -> tuple[GatedMicrophone, StampedListener]:
-        async with live_operator(server, sid) as operator, StampedListener(server.url, sid) as listener:
+    async def go_live() -> tuple[GatedMicrophone, AudioListener]:
+        async with live_operator(server, sid) as operator, AudioListener(server.url, sid) as listener:
             await listener.start_audio()
             track = GatedMicrophone(speech)
             answer = await operator.publish(track)  # while the model loads

@@ -275,13 +275,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         if self.pc is None:
             raise ProtocolError("ICE candidates need a peer first: send ready.")
-        candidate = message.get("candidate")
-        if candidate is None or (isinstance(candidate, dict) and not candidate.get("candidate")):
-            return  # the end of the browser's candidates
-        if not isinstance(candidate, dict) or not isinstance(candidate.get("candidate"), str):
-            raise ProtocolError(
-                'ice-candidate needs "candidate": {"candidate": "...", "sdpMid": ..., "sdpMLineIndex": ...}.'
-            )
+        candidate = browser_candidate(message)
+        if candidate is None:
+            return
         try:
             parsed = candidate_from_sdp(candidate["candidate"].removeprefix("candidate:"))
             parsed.sdpMid = candidate.get("sdpMid")
@@ -335,15 +331,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self.send_json({"type": "publish-answer", "sdp": answer})
 
     async def publish_candidate(self, message: dict[str, Any]) -> None:
-        candidate = message.get("candidate")
         if self.publisher is None:
             return  # a refused or ended publish's late candidates: the refusal has been said already
-        if candidate is None or (isinstance(candidate, dict) and not candidate.get("candidate")):
-            return  # the end of the browser's candidates
-        if not isinstance(candidate, dict) or not isinstance(candidate.get("candidate"), str):
-            raise ProtocolError(
-                'ice-candidate needs "candidate": {"candidate": "...", "sdpMid": ..., "sdpMLineIndex": ...}.'
-            )
+        candidate = browser_candidate(message)
+        if candidate is None:
+            return
         try:
             await self.publisher.add_candidate(candidate)
         except Exception as exc:
@@ -436,3 +428,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if pc is not None:
             await pc.close()
             hub.peers.discard(pc)
+
+
+def browser_candidate(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The ICE candidate of an ice-candidate message, or None for the end of the browser's candidates."""
+    candidate = message.get("candidate")
+    if candidate is None or (isinstance(candidate, dict) and not candidate.get("candidate")):
+        return None
+    if not isinstance(candidate, dict) or not isinstance(candidate.get("candidate"), str):
+        raise ProtocolError(
+            'ice-candidate needs "candidate": {"candidate": "...", "sdpMid": ..., "sdpMLineIndex": ...}.'
+        )
+    return candidate

@@ -361,7 +361,8 @@ def api_call(server: LiveServer | str, path: str, body: dict[str, Any] | None = 
 class AudioListener:
     """A listener as a browser is one: the session's WebSocket and a receive-only aiortc peer.
 
-    `messages` keeps every message but the offer; `audio` keeps each decoded frame as
+    `messages` keeps every message but the offer (with "received_at", its arrival time.time());
+    `audio` keeps each decoded frame as
     (arrival time.time(), pts at 48 kHz, mono float samples at 48 kHz).
     """
 
@@ -401,6 +402,7 @@ class AudioListener:
             if message["type"] == "offer":
                 await self._answer(message["sdp"])
             else:
+                message["received_at"] = time.time()  # when it arrived, for the latency figures
                 self.messages.append(message)
                 await self._inbox.put(message)
 
@@ -738,17 +740,3 @@ class GatedMicrophone(RecordingMicrophone):
         frame.sample_rate, frame.pts, frame.time_base = MIC_RATE, self.silent_frames * MIC_FRAME, Fraction(1, MIC_RATE)
         self.silent_frames += 1
         return frame
-
-
-class StampedListener(AudioListener):
-    """An AudioListener that notes when each message arrived ("received_at", time.time())."""
-
-    async def _read(self) -> None:
-        async for raw in self.ws:
-            message = json.loads(raw)
-            if message["type"] == "offer":
-                await self._answer(message["sdp"])
-            else:
-                message["received_at"] = time.time()
-                self.messages.append(message)
-                await self._inbox.put(message)

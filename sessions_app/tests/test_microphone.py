@@ -36,7 +36,6 @@ from transcriber_site.testing import (
     LiveServer,
     Operator,
     RecordingMicrophone,
-    StampedListener,
     api_call,
     live_operator,
 )
@@ -330,7 +329,7 @@ def test_a_live_microphone_is_heard_and_read_by_a_listener_and_kept_as_a_recordi
     async def go_live() -> tuple[Any, ...]:
         async with (
             live_operator(server, session["id"]) as operator,
-            StampedListener(server.url, session["id"]) as listener,
+            AudioListener(server.url, session["id"]) as listener,
         ):
             await listener.start_audio()
             track = GatedMicrophone(speech)
