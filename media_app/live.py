@@ -15,9 +15,7 @@ from django.utils import timezone
 
 from media_app.audio import SAMPLE_RATE
 from media_app.models import MediaFile, _unique_stored_name, media_dir_lock
-from media_app.wavfile import GrowingWav, LiveWriter, truncate
-
-__all__ = ["GrowingWav", "LiveWriter", "finish_live_media", "new_live_media"]
+from media_app.wavfile import LiveWriter, truncate
 
 
 def new_live_media(name: str) -> MediaFile:

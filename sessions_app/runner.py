@@ -49,7 +49,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from media_app.live import GrowingWav, finish_live_media
+from media_app.live import finish_live_media
+from media_app.wavfile import GrowingWav
 from models_app.batching import BACKGROUND
 from models_app.registry import ModelError, registry
 from models_app.streaming import SAMPLE_RATE, StreamingTranscriber, TranscriptionChunk, Word
@@ -65,7 +66,7 @@ from sessions_app.models import (
     TranscriptVersion,
     TransitionError,
 )
-from sessions_app.sources import LiveIngest, LiveReaderResult, StreamReader
+from sessions_app.sources import LiveIngest, StreamReader
 from transcriber_site.lib.supervise import Supervised
 
 log = logging.getLogger(__name__)
@@ -115,17 +116,21 @@ class StreamFeed:
     def __init__(self, url: str, ingest: LiveIngest) -> None:
         self.reader = StreamReader(url, ingest)
         self.ingest = ingest
-        self.result: LiveReaderResult | None = None
+        self.ended = False
+        self.error: str | None = None  # why it ended, when it failed
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
 
-        def ended(result: LiveReaderResult) -> None:
-            loop.call_soon_threadsafe(setattr, self, "result", result)
+        def ended(error: str | None) -> None:
+            loop.call_soon_threadsafe(self._ended, error)
 
         self.thread = threading.Thread(target=self.reader.run, args=(ended,), name="stream", daemon=True)
         self.thread.start()
+
+    def _ended(self, error: str | None) -> None:
+        self.ended, self.error = True, error
 
     async def close(self) -> None:
         self.reader.stop.set()
@@ -549,10 +554,10 @@ class InputWatch:
         if frames != self.frames or session.state != State.RUNNING:
             self.frames, self.grew_at = frames, now
         received = frames / SAMPLE_RATE
-        if feed is not None and feed.result is not None:
-            if feed.result.error is None:
+        if feed is not None and feed.ended:
+            if feed.error is None:
                 return await self._end(received, "The stream ended.")
-            return await self._fail(feed.result.error)
+            return await self._fail(feed.error)
         quiet = now - self.grew_at
         if session.source == Source.STREAM and quiet > settings.LIVE_STALL_SECS:
             return await self._fail(f"The stream stalled: no audio for {settings.LIVE_STALL_SECS:.0f} s.")

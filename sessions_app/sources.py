@@ -28,7 +28,8 @@ import numpy as np
 from django.conf import settings
 
 from media_app.audio import SAMPLE_RATE
-from media_app.live import LiveWriter
+from media_app.wavfile import LiveWriter
+from sessions_app.models import LIVE_LEAD_SECS
 from sessions_app.webrtc import position
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class LiveIngest:
             return
         now = time.time() if now is None else now
         # what has arrived just now belongs just ahead of the clock (it trails by LIVE_LEAD_SECS)
-        due = round((position(self.clock, now) + _lead()) * SAMPLE_RATE) - len(samples)
+        due = round((position(self.clock, now) + LIVE_LEAD_SECS) * SAMPLE_RATE) - len(samples)
         gap = due - self.writer.frames
         # a gap while it sends is jitter up to GAP_SECS; the first audio of this writer (the start, a
         # reconnect) is put exactly where it belongs, so that the readers never run short
@@ -89,12 +90,6 @@ class LiveIngest:
 
     def close(self) -> None:
         self.writer.close()
-
-
-def _lead() -> float:
-    from sessions_app.models import LIVE_LEAD_SECS
-
-    return LIVE_LEAD_SECS
 
 
 # --- stream URLs ------------------------------------------------------------------------------
@@ -171,18 +166,18 @@ class StreamReader:
         self.url = url
         self.ingest = ingest
         self.stop = threading.Event()
-        self.ended: str | None = None  # why it stopped: "end" of the stream, or the error's sentence
 
-    def run(self, on_end: Callable[[LiveReaderResult], None]) -> None:
+    def run(self, on_end: Callable[[str | None], None]) -> None:
+        """Read, then call `on_end` with None (the stream ended) or the sentence of its failure."""
         try:
             self._read()
-            result = LiveReaderResult(ended=True, error=None)
+            error = None
         except StreamError as exc:
-            result = LiveReaderResult(ended=False, error=str(exc))
+            error = str(exc)
         except Exception as exc:  # anything FFmpeg raises mid-stream ends the session with its sentence
             log.exception("stream %s failed", self.url)
-            result = LiveReaderResult(ended=False, error=f"The stream failed: {exc}")
-        on_end(result)
+            error = f"The stream failed: {exc}"
+        on_end(error)
 
     def _read(self) -> None:
         container = open_stream(self.url, settings.LIVE_STALL_SECS)
@@ -223,9 +218,3 @@ class StreamReader:
             if frames:
                 damaged = 0
             yield from frames
-
-
-class LiveReaderResult:
-    def __init__(self, ended: bool, error: str | None) -> None:
-        self.ended = ended
-        self.error = error

@@ -16,8 +16,9 @@ from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from media_app.audio import ACCEPTED_EXTENSIONS, SAMPLE_RATE
-from media_app.live import GrowingWav, new_live_media
+from media_app.live import new_live_media
 from media_app.models import MediaFile
+from media_app.wavfile import GrowingWav
 from models_app.policy import DEFAULT_PRESET, PRESETS
 from models_app.registry import ModelError, preset_config, registry
 from models_app.transcript import CONTENT_TYPES, FORMATS, render
@@ -144,16 +145,18 @@ def create_session(request: HttpRequest) -> HttpResponse:
                 f"The server already runs {settings.MAX_CONCURRENT_SESSIONS} sessions, its limit "
                 f"(MAX_CONCURRENT_SESSIONS); stop one or wait for one to end.",
             )
-        made = None if media is not None else new_live_media(live_name)
+        made = None
+        if media is None:
+            media = made = new_live_media(live_name)
         try:
             session = TranscriptionSession.objects.create(
                 model_id=new.model_id,
                 source=new.source,
                 source_url=new.url or "",
-                media=media or made,
-                media_filename=(media or made).filename,  # type: ignore[union-attr]
+                media=media,
+                media_filename=media.filename,
                 # a live source has no length yet: the clock may run until the session's time limit
-                duration_secs=media.duration_secs if media is not None else settings.SESSION_TIMEOUT_SECS,
+                duration_secs=media.duration_secs if made is None else settings.SESSION_TIMEOUT_SECS,
                 language=language,
                 target_language=target or "",
                 preset=new.preset,

@@ -222,10 +222,11 @@ class SessionEncoder:
         if self.clock.get("state") != "running" or self.clock.get("started_at") is None:
             return np.zeros(SOURCE_FRAME, np.int16)
         # rounded, not truncated: int(n / 16000 * 16000) is n - 1 for some n, and the last sample would not be read
-        due = min(round(position(self.clock, now) * SOURCE_RATE), self.frames)
+        frames = self.frames  # a live recording grows: looked at once per read
+        due = min(round(position(self.clock, now) * SOURCE_RATE), frames)
         if self.read_at is None or abs(self.read_at - (due - SOURCE_FRAME)) > RESYNC_SECS * SOURCE_RATE:
             self.read_at = max(due - SOURCE_FRAME, 0)
-        pcm = self.file.read(self.read_at, min(self.read_at + SOURCE_FRAME, self.frames), dtype=np.int16)
+        pcm = self.file.read(self.read_at, min(self.read_at + SOURCE_FRAME, frames), dtype=np.int16)
         self.read_at += len(pcm)
         return np.pad(pcm, (0, SOURCE_FRAME - len(pcm)))
 

@@ -41,6 +41,13 @@ def operator_refusal(request: HttpRequest) -> tuple[int, str] | None:
     return 403, f"{request.user.get_username()} is not an operator; an administrator can give the operate permission."
 
 
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's own CSRF check, answering with its reason instead of a 403 page."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> str:
+        return reason
+
+
 def csrf_refusal(request: HttpRequest) -> str | None:
     """Why a cookie-signed-in request fails Django's CSRF check, or None when it passes.
 
@@ -50,16 +57,10 @@ def csrf_refusal(request: HttpRequest) -> str | None:
     """
     if not request.user.is_authenticated or getattr(request, "_dont_enforce_csrf_checks", False):
         return None
-    reasons: list[str] = []
-
-    class Check(CsrfViewMiddleware):
-        def _reject(self, request: HttpRequest, reason: str) -> None:
-            reasons.append(reason)
-
-    Check(lambda request: None).process_view(request, lambda request: None, (), {})  # type: ignore[arg-type,return-value]
-    if not reasons:
+    reason = _CsrfCheck(lambda request: None).process_view(request, lambda request: None, (), {})  # type: ignore[arg-type,return-value]
+    if reason is None:
         return None
-    return f"Refused: the request failed its cross-site request forgery check ({reasons[0]})."
+    return f"Refused: the request failed its cross-site request forgery check ({reason})."
 
 
 def new_share_key() -> str:

@@ -24,7 +24,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from media_app.audio import read_audio
-from media_app.live import GrowingWav, new_live_media
+from media_app.live import new_live_media
+from media_app.wavfile import GrowingWav
 from sessions_app import microphone
 from sessions_app.models import LIVE_LEAD_SECS, Source, TranscriptionSession
 from sessions_app.routing import websocket_urlpatterns
