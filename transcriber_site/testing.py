@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -339,7 +340,13 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def api_call(server: LiveServer | str, path: str, body: dict[str, Any] | None = None, method: str | None = None) -> Any:
+def api_call(
+    server: LiveServer | str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    method: str | None = None,
+    timeout: float = 30.0,
+) -> Any:
     """JSON in, JSON out; raises urllib's HTTPError on 4xx/5xx.
 
     Against a LiveServer, the call is its operator's (its token); against a bare URL, anonymous.
@@ -353,9 +360,20 @@ def api_call(server: LiveServer | str, path: str, body: dict[str, Any] | None = 
         headers=headers,
         method=method or ("POST" if body is not None else "GET"),
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         raw = response.read()
     return json.loads(raw) if raw else None
+
+
+def api_refusal(
+    server: LiveServer | str, path: str, body: dict[str, Any] | None = None, timeout: float = 30.0
+) -> tuple[int, str]:
+    """The status and sentence of a call that must fail (api_call's); AssertionError if it succeeds."""
+    try:
+        api_call(server, path, body, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["error"]
+    raise AssertionError(f"{path} was accepted")
 
 
 class AudioListener:

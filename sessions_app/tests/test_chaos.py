@@ -30,6 +30,7 @@ from transcriber_site.testing import (
     RedisServer,
     WorkerProcess,
     api_call,
+    api_refusal,
     write_audio,
 )
 
@@ -156,7 +157,9 @@ def test_kill_9_of_redis_mid_session_and_back(tmp_path):
             assert session["state"] == "completed", session  # the database, not Redis, carries the session
             words = " ".join(transcript_words(web, sid)).lower()
             assert "welcome" in words and "transcription" in words
-            refused = api_error(web, "/api/sessions", {"model_id": "whisper", "media_id": session["media_id"]})
+            refused = api_refusal(
+                web, "/api/sessions", {"model_id": "whisper", "media_id": session["media_id"]}, timeout=60
+            )
             assert refused[0] == 503
 
             with RedisServer(tmp_path, port=redis.port):  # back, on the same address
@@ -166,20 +169,6 @@ def test_kill_9_of_redis_mid_session_and_back(tmp_path):
                 assert fingerprint(web) == files
                 assert settled(web, dict.fromkeys(COUNTS, 0)) == dict.fromkeys(COUNTS, 0)
             assert "worker-intake failed" in worker.log()  # it noticed, said so, and came back
-
-
-def api_error(server: LiveServer, path: str, body: dict) -> tuple[int, str]:
-    """The status and sentence of a request that must fail (waiting up to a minute: a busy timeout is 30 s)."""
-    request = urllib.request.Request(
-        server.url + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **server.operator_headers},
-    )
-    try:
-        urllib.request.urlopen(request, timeout=60).close()
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())["error"]
-    raise AssertionError(f"{path} was accepted")
 
 
 def test_a_database_locked_for_40_s_mid_session(tmp_path):
@@ -196,7 +185,8 @@ def test_a_database_locked_for_40_s_mid_session(tmp_path):
         answers: list[tuple[int, str]] = []
         refused = threading.Thread(
             target=lambda: answers.append(
-                api_error(server, "/api/sessions", {"model_id": "whisper", "media_id": next(iter(files))})
+                # waiting up to a minute: a busy timeout is 30 s
+                api_refusal(server, "/api/sessions", {"model_id": "whisper", "media_id": next(iter(files))}, timeout=60)
             )
         )
         refused.start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import urllib.request
 from pathlib import Path
@@ -13,22 +12,11 @@ from channels_redis.core import RedisChannelLayer
 
 from media_app.audio import read_audio
 from sessions_app import events
-from transcriber_site.testing import LiveServer, RedisServer, WorkerProcess, write_audio
+from transcriber_site.testing import LiveServer, RedisServer, WorkerProcess, api_call, write_audio
 
 pytestmark = pytest.mark.slow
 
 DEMO = Path(__file__).resolve().parents[2] / "media" / "demo.wav"
-
-
-def api(server: LiveServer, path: str, body: dict | None = None) -> dict | list:
-    request = urllib.request.Request(
-        server.url + path,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json", **server.operator_headers},
-        method="POST" if body is not None else "GET",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 @pytest.fixture
@@ -45,7 +33,7 @@ def cluster(tmp_path, media_dir):
             "WORKER_HEARTBEAT_TIMEOUT_SECS": "3",
         }
         with LiveServer(tmp_path, env=env) as web:
-            api(web, "/api/media")  # the web process scans MEDIA_DIR before it serves
+            api_call(web, "/api/media")  # the web process scans MEDIA_DIR before it serves
             with (
                 WorkerProcess(web.env, tmp_path, "a", capacity=2) as a,
                 WorkerProcess(web.env, tmp_path, "b", capacity=2) as b,
@@ -56,14 +44,16 @@ def cluster(tmp_path, media_dir):
 @pytest.mark.chaos
 def test_several_workers_share_the_sessions_and_a_dead_worker_fails_only_its_own(cluster):
     web, redis, a, b = cluster
-    media = {m["filename"]: m["id"] for m in api(web, "/api/media")}
-    ids = [api(web, "/api/sessions", {"model_id": "whisper", "media_id": media["long.flac"]})["id"] for _ in range(4)]
+    media = {m["filename"]: m["id"] for m in api_call(web, "/api/media")}
+    ids = [
+        api_call(web, "/api/sessions", {"model_id": "whisper", "media_id": media["long.flac"]})["id"] for _ in range(4)
+    ]
 
     async def scenario():
         watchers = {sid: SessionWatcher(redis.url, sid) for sid in ids}
         tasks = [asyncio.create_task(w.run()) for w in watchers.values()]
         await asyncio.gather(*(w.playing.wait() for w in watchers.values()))
-        owners = {sid: api(web, f"/api/sessions/{sid}")["worker"] for sid in ids}
+        owners = {sid: api_call(web, f"/api/sessions/{sid}")["worker"] for sid in ids}
         (a if owners[ids[0]] == worker_id_of(a) else b).kill()  # mid-session: a second of audio played
         await asyncio.gather(*tasks)
         return owners, {sid: w.seen for sid, w in watchers.items()}
@@ -73,7 +63,7 @@ def test_several_workers_share_the_sessions_and_a_dead_worker_fails_only_its_own
 
     assert len(set(owners.values())) == 2  # both workers took sessions
     for sid in ids:
-        final = api(web, f"/api/sessions/{sid}")
+        final = api_call(web, f"/api/sessions/{sid}")
         end = next(e for e in seen[sid] if e["type"] == "session.end")
         if owners[sid] == victim:
             assert final["state"] == end["state"] == "error"
@@ -86,9 +76,9 @@ def test_several_workers_share_the_sessions_and_a_dead_worker_fails_only_its_own
             assert final["state"] == end["state"] == "completed", final
             text = " ".join(e["text"] for e in seen[sid] if e["type"] == "session.subtitle" and e["is_final"])
             assert "transcription" in text.lower()
-    health = api(web, "/api/health")
+    health = api_call(web, "/api/health")
     assert (health["live_sessions"], health["peers"], health["listeners"]) == (0, 0, 0)
-    assert {m["filename"] for m in api(web, "/api/media")} == set(media)  # the library is intact
+    assert {m["filename"] for m in api_call(web, "/api/media")} == set(media)  # the library is intact
 
 
 class SessionWatcher:

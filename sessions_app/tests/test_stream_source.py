@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.error
 from collections.abc import Iterator
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 
 from media_app.audio import read_audio
 from transcriber_site import speech_set
-from transcriber_site.testing import AudioListener, LiveServer, Radio, api_call, mp3_of
+from transcriber_site.testing import AudioListener, LiveServer, Radio, api_call, api_refusal, mp3_of
 
 ENV = {"STREAM_ALLOW_PRIVATE": "true", "LIVE_STALL_SECS": "3", "LIVE_PROBE_SECS": "5"}
 
@@ -44,22 +43,20 @@ def start(server: LiveServer, url: str) -> dict:
     return api_call(server, "/api/sessions", {"model_id": "whisper", "source": "stream", "url": url})
 
 
-def refusal(server: LiveServer, body: dict) -> tuple[int, str]:
-    try:
-        api_call(server, "/api/sessions", body)
-    except urllib.error.HTTPError as exc:
-        import json
-
-        return exc.code, json.loads(exc.read())["error"]
-    raise AssertionError(f"{body} was accepted")
-
-
 def wait_for(server: LiveServer, sid: int, states: tuple[str, ...], within: float = 60.0) -> dict:
     deadline = time.monotonic() + within
     while (session := api_call(server, f"/api/sessions/{sid}"))["state"] not in states:
         assert time.monotonic() < deadline, session
         time.sleep(0.3)
     return session
+
+
+async def until_said(listener: AudioListener, word: str, within: float = 40.0) -> None:
+    """Wait until a final the listener got has `word` in it."""
+    deadline = time.monotonic() + within
+    while not any(word in f["text"].lower() for f in listener.finals()):
+        assert time.monotonic() < deadline, listener.finals()
+        await asyncio.sleep(0.5)
 
 
 def best_correlation(heard: np.ndarray, recording: np.ndarray) -> float:
@@ -79,10 +76,7 @@ def test_a_stream_is_captioned_for_listeners_recorded_and_ended(server, radio, s
     async def listen() -> tuple[np.ndarray, list[dict]]:
         async with AudioListener(server.url, sid) as listener:
             await listener.start_audio()
-            deadline = time.monotonic() + 40
-            while not any("failed" in f["text"].lower() for f in listener.finals()):
-                assert time.monotonic() < deadline, listener.finals()
-                await asyncio.sleep(0.5)
+            await until_said(listener, "failed")
             await listener.audio_for(3.0)
             heard = listener.heard(time.time() - 2.0, time.time())
             return heard[: len(heard) // 3 * 3].reshape(-1, 3).mean(axis=1), listener.finals()  # at 16 kHz
@@ -129,7 +123,9 @@ def test_a_stream_that_stalls_ends_in_error(server, radio):
 def test_a_url_that_gives_no_audio_is_a_400_and_leaves_nothing(server, radio, path, sentence):
     before = sorted(p.name for p in server.media_dir.iterdir())
 
-    status, error = refusal(server, {"model_id": "whisper", "source": "stream", "url": radio.url(path)})
+    status, error = api_refusal(
+        server, "/api/sessions", {"model_id": "whisper", "source": "stream", "url": radio.url(path)}
+    )
 
     assert status == 400 and error.startswith(sentence), error
     assert sorted(p.name for p in server.media_dir.iterdir()) == before
@@ -237,10 +233,7 @@ def test_scale_out_a_worker_reads_the_stream_and_the_web_process_relays_it(tmp_p
         async def listen() -> tuple[float, str]:
             async with AudioListener(web.url, sid) as listener:
                 await listener.start_audio()
-                deadline = time.monotonic() + 40
-                while not any("tried" in f["text"].lower() for f in listener.finals()):
-                    assert time.monotonic() < deadline, listener.finals()
-                    await asyncio.sleep(0.5)
+                await until_said(listener, "tried")
                 await listener.audio_for(2.0)
                 heard = listener.heard(time.time() - 1.5, time.time())
                 return float(np.sqrt(np.mean(heard**2))), " ".join(f["text"] for f in listener.finals())
