@@ -34,6 +34,7 @@ OPERATOR_ACTIONS = [
     ("DELETE", "/api/sessions/{session}"),
     ("POST", "/api/sessions/{session}/pause"),
     ("POST", "/api/sessions/{session}/resume"),
+    ("POST", "/api/sessions/{session}/end"),
 ]
 
 
@@ -203,3 +204,14 @@ def test_each_session_gets_its_own_share_key(world, make_media):
 
     assert len(world["session"].share_key) >= 20
     assert other.share_key != world["session"].share_key
+
+
+def test_only_a_live_source_has_an_input_to_end(operator_client, world):
+    pk = world["session"].pk
+
+    response = operator_client.post(f"/api/sessions/{pk}/end", "{}", content_type="application/json")
+
+    assert response.status_code == 409
+    assert response.json() == {"error": f"Session {pk} plays a recording; it has no live input to end (stop it)."}
+    world["session"].refresh_from_db()
+    assert world["session"].input_ended_at is None and world["session"].state == State.RUNNING

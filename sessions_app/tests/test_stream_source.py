@@ -84,6 +84,10 @@ def test_a_stream_is_captioned_for_listeners_recorded_and_ended(server, radio, s
     heard, finals = asyncio.run(listen())
     ended = api_call(server, f"/api/sessions/{sid}/end", {})
     assert ended["live_input"] is False
+    assert api_refusal(server, f"/api/sessions/{sid}/end", {}) == (
+        409,
+        f"The input of session {sid} has already ended.",
+    )
     completed = wait_for(server, sid, ("completed", "stopped", "error"))
 
     assert completed["state"] == "completed", completed
