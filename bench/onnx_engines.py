@@ -60,6 +60,9 @@ class Timed:
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session, self.secs, self.calls = session, 0.0, 0
 
+    def __getattr__(self, name: str) -> Any:  # get_inputs() and the like, untimed
+        return getattr(self.session, name)
+
     def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[Any]:
         started = time.perf_counter()
         try:

@@ -5,6 +5,9 @@ zeros of centre padding each side, 512-point frames every 160 samples under a
 symmetric 400-point Hann window zero-padded to 512, power spectrum, Slaney mel bank
 (0-8000 Hz, area-normalised), `log(mel + 2**-24)`, `len // 160` valid frames, each
 mel bin normalised over the valid frames (N-1 standard deviation), padding frames 0.
+
+Only the 400 samples under the window are read: they sit at the start of the 512-point
+frame instead of its middle, a circular shift that leaves the power spectrum as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ PREEMPHASIS = 0.97
 LOG_GUARD = 2.0**-24
 NORM_EPS = 1e-5
 F_MAX = 8000.0
+EDGE = N_FFT // 2 - (N_FFT - WINDOW) // 2  # 200: the zeros before the first window's first sample
+CHUNK = 128  # frames per step: its arrays stay in the cache, and its products small (see MelBank)
 
 
 def frame_count(samples: int | np.ndarray) -> np.ndarray:
@@ -27,11 +32,8 @@ def frame_count(samples: int | np.ndarray) -> np.ndarray:
 
 
 def hann_window() -> np.ndarray:
-    """[N_FFT] float32: a symmetric Hann window of 400 centred in 512 zeros."""
-    n = np.arange(WINDOW)
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / (WINDOW - 1))
-    pad = (N_FFT - WINDOW) // 2
-    return np.pad(window, (pad, N_FFT - WINDOW - pad)).astype(np.float32)
+    """[WINDOW] float64: the symmetric 400-point Hann window."""
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WINDOW) / (WINDOW - 1))
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -63,9 +65,11 @@ def mel_filterbank(n_mels: int = 128, f_max: float = F_MAX) -> np.ndarray:
 class MelBank:
     """The filter bank as blocks of 16 neighbouring filters over the FFT bins they touch.
 
-    Each triangle spans a few bins only, so the blocks do a tenth of the dense product's
-    work. einsum, not BLAS: BLAS would spread these small products over threads that
-    fight onnxruntime's for the cores, which made them 100x slower under load.
+    Each triangle spans a few bins only, so the blocks do an eighth of the dense product's
+    work. A block's product over CHUNK frames (at most 128 x 122 bins x 16 filters) is
+    small enough that BLAS runs it on the calling thread: one product over a whole buffer
+    is spread over threads that fight onnxruntime's for the cores, 10-100x slower under
+    load (einsum stays on one thread but is five times slower than BLAS).
     """
 
     def __init__(self, n_mels: int, block: int = 16) -> None:
@@ -73,22 +77,34 @@ class MelBank:
         bank = mel_filterbank(n_mels)
         touched = bank != 0
         first, last = touched.argmax(axis=1), bank.shape[1] - touched[:, ::-1].argmax(axis=1)
-        self.blocks = []
-        for top in range(0, n_mels, block):
-            rows = slice(top, min(top + block, n_mels))
-            low, high = int(first[rows].min()), int(last[rows].max())
-            self.blocks.append((rows, low, high, np.ascontiguousarray(bank[rows, low:high])))
+        tops = np.arange(0, n_mels, block)
+        lows, highs = np.minimum.reduceat(first, tops), np.maximum.reduceat(last, tops)
+        self.blocks = [
+            (slice(top, top + block), low, high, np.ascontiguousarray(bank[top : top + block, low:high]))
+            for top, low, high in zip(tops.tolist(), lows.tolist(), highs.tolist(), strict=True)
+        ]
 
-    def __call__(self, power: np.ndarray) -> np.ndarray:
-        """power [N, 257] -> mel energies [N, n_mels]."""
-        mel = np.empty((len(power), self.n_mels), np.float32)
+    def __call__(self, power: np.ndarray, out: np.ndarray) -> None:
+        """power [N, 257] -> mel energies into out [n_mels, N] (N at most CHUNK)."""
         for rows, low, high, weights in self.blocks:
-            np.einsum("nk,mk->nm", power[:, low:high], weights, out=mel[:, rows])
-        return mel
+            np.matmul(weights, power[:, low:high].T, out=out[rows])
 
 
 _WINDOW = hann_window()
 _BANKS: dict[int, MelBank] = {}
+
+
+def pre_emphasis(audio: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """audio [B, S] -> [B, EDGE + S + EDGE] float32: x[n] - 0.97 x[n-1], 0 past each length and in the edges."""
+    batch, samples = audio.shape
+    emphasised = np.zeros((batch, samples + 2 * EDGE), np.float32)
+    body = emphasised[:, EDGE : EDGE + samples]
+    body[:, :1] = audio[:, :1]
+    np.subtract(audio[:, 1:], np.float32(PREEMPHASIS) * audio[:, :-1], out=body[:, 1:])
+    shortest = int(lengths.min(initial=samples))
+    tail = body[:, shortest:]  # only rows shorter than the batch have samples to clear
+    tail[np.arange(shortest, samples)[None] >= lengths[:, None]] = 0
+    return emphasised
 
 
 def log_mel(audio: np.ndarray, lengths: np.ndarray | None = None, n_mels: int = 128) -> tuple[np.ndarray, np.ndarray]:
@@ -96,39 +112,51 @@ def log_mel(audio: np.ndarray, lengths: np.ndarray | None = None, n_mels: int = 
 
     audio: [B, S] float32 16 kHz (rows padded to the longest), or [S] for one buffer
     lengths: [B] true lengths in samples (default: all S)
-    returns features [B, n_mels, T] float32 with T = S // 160, and frames [B] int64
-    (the valid frames of each row; frames past them are 0).
+    returns features [B, n_mels, T] float32 (C-contiguous) with T = S // 160, and
+    frames [B] int64 (the valid frames of each row; frames past them are 0).
     """
     audio = np.atleast_2d(np.asarray(audio, np.float32))
     batch, samples = audio.shape
     lengths = np.full(batch, samples, np.int64) if lengths is None else np.asarray(lengths, np.int64)
     frames = frame_count(lengths)
     width = samples // HOP
-    if n_mels not in _BANKS:
-        _BANKS[n_mels] = MelBank(n_mels)
+    bank = _BANKS.get(n_mels) or _BANKS.setdefault(n_mels, MelBank(n_mels))
 
-    emphasised = np.empty((batch, samples + N_FFT), np.float32)  # with the centre padding around it
-    emphasised[:, : N_FFT // 2] = emphasised[:, N_FFT // 2 + samples :] = 0
-    body = emphasised[:, N_FFT // 2 : N_FFT // 2 + samples]
-    body[:, :1] = audio[:, :1]
-    np.subtract(audio[:, 1:], np.float32(PREEMPHASIS) * audio[:, :-1], out=body[:, 1:])
-    body[np.arange(samples)[None] >= lengths[:, None]] = 0
-    windows = np.lib.stride_tricks.sliding_window_view(emphasised, N_FFT, axis=1)[:, : width * HOP : HOP]
-    spectrum = np.fft.rfft(windows * _WINDOW, axis=-1).reshape(batch * width, N_FFT // 2 + 1)
-    power = np.square(spectrum.real) + np.square(spectrum.imag)
-    features = np.log(_BANKS[n_mels](power) + np.float32(LOG_GUARD)).reshape(batch, width, n_mels)
-    return normalise(features.transpose(0, 2, 1), frames), frames
+    windows = np.lib.stride_tricks.sliding_window_view(pre_emphasis(audio, lengths), WINDOW, axis=1)
+    windows = windows[:, : width * HOP : HOP]  # [B, T, 400], a view
+    features = np.zeros((batch, n_mels, width), np.float32)
+    frame = np.zeros((CHUNK, N_FFT))  # float64: numpy's float64 FFT is twice as fast as its float32 one
+    power = np.empty((CHUNK, N_FFT // 2 + 1), np.float32)
+    valid = np.minimum(frames, width).tolist()  # a row's padding frames are left at 0, not computed
+    for row in range(batch):
+        for start in range(0, valid[row], CHUNK):
+            count = min(CHUNK, valid[row] - start)
+            np.multiply(windows[row, start : start + count], _WINDOW, out=frame[:count, :WINDOW])
+            spectrum = np.fft.rfft(frame[:count])
+            np.square(spectrum.real, out=power[:count], casting="same_kind")
+            power[:count] += np.square(spectrum.imag)
+            bank(power[:count], features[row, :, start : start + count])
+    features += np.float32(LOG_GUARD)
+    np.log(features, out=features)
+    return normalise(features, frames), frames
 
 
 def normalise(features: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """Per mel bin over the valid frames: (x - mean) / (std + 1e-5), N-1 std; padding frames 0.
 
-    features: [B, n_mels, T]; frames: [B]. Rows with fewer than 2 frames divide by 1, not 0.
+    features: [B, n_mels, T], normalised in place; frames: [B]. Rows with fewer than 2
+    frames divide by 1, not 0.
     """
-    valid = (np.arange(features.shape[2])[None] < frames[:, None])[:, None, :]  # [B, 1, T]
+    width = features.shape[2]
+    shortest = int(frames.min(initial=width))
+    tail = features[:, :, shortest:]  # only rows shorter than the batch have frames to clear
+    padding = np.broadcast_to((np.arange(shortest, width)[None] >= frames[:, None])[:, None, :], tail.shape)
     count = np.maximum(frames, 1)[:, None, None]
+    tail[padding] = 0
     # statistics in float64: a constant bin (silence) then centres to exactly 0, not to rounding noise
-    mean = (np.where(valid, features, 0).sum(axis=2, keepdims=True, dtype=np.float64) / count).astype(np.float32)
-    centred = np.where(valid, features - mean, np.float32(0))
-    variance = np.square(centred).sum(axis=2, keepdims=True, dtype=np.float64) / np.maximum(count - 1, 1)
-    return centred / (np.sqrt(variance).astype(np.float32) + np.float32(NORM_EPS))
+    mean = (features.sum(axis=2, keepdims=True, dtype=np.float64) / count).astype(np.float32)
+    features -= mean
+    tail[padding] = 0
+    variance = np.square(features).sum(axis=2, keepdims=True, dtype=np.float64) / np.maximum(count - 1, 1)
+    features /= np.sqrt(variance).astype(np.float32) + np.float32(NORM_EPS)
+    return features

@@ -3,7 +3,7 @@
 * the execution providers and thread counts from settings, and opening a session;
 * the published model directory: which files, int8 or fp32, checked before loading;
 * `config.json` and `vocab.txt`, and turning word-piece tokens into words;
-* cutting long audio into windows, and the encoder's features.
+* cutting long audio into windows, batching windows of similar length, and the encoder's features.
 
 A `NemoEngine` opens one `InferenceSession` per model file; the registry loads each
 engine once per process, so every stream of a model shares those sessions.
@@ -15,9 +15,9 @@ import abc
 import functools
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import onnxruntime as ort
@@ -38,8 +38,7 @@ WORD_START = "▁"
 WINDOW_SECS = 30.0  # one encoder call sees at most this much audio (the exports hold far more)
 CUT_SEARCH_SECS = 5.0  # a long recording is cut at the quietest moment of a window's last seconds
 MIN_SAMPLES = 8 * HOP  # shorter than one encoder frame (80 ms): nothing to transcribe
-
-T = TypeVar("T")
+MAX_PADDING = 1.05  # an encoder call is fed at most this many feature frames per real one
 
 
 # --- sessions ---------------------------------------------------------------------------------
@@ -201,9 +200,24 @@ def windows(audio: np.ndarray, longest: float = WINDOW_SECS, search: float = CUT
     return bounds
 
 
-def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for first in range(0, len(items), size):
-        yield items[first : first + size]
+def similar_lengths(lengths: Sequence[int], size: int, padding: float = MAX_PADDING) -> list[list[int]]:
+    """Indices into `lengths` in batches of at most `size`, longest first, each batch padded
+    to its longest by at most `padding` times its real length.
+
+    Taken longest first, a length joins the open batch while longest x count stays
+    within padding x the batch's sum; else it opens the next batch.
+    """
+    batches: list[list[int]] = []
+    total = 0
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        batch = batches[-1] if batches else []
+        if batch and len(batch) < size and lengths[batch[0]] * (len(batch) + 1) <= padding * (total + lengths[i]):
+            batch.append(i)
+            total += lengths[i]
+        else:
+            batches.append([i])
+            total = lengths[i]
+    return batches
 
 
 # --- the engine -------------------------------------------------------------------------------------
@@ -303,13 +317,19 @@ class NemoEngine(Engine):
         self.provider = self.sessions["encoder"].get_providers()[0]
 
     def transcribe(self, requests: list[PassRequest]) -> list[PassResult]:
-        """Each request's audio, in windows; the encoder runs once per batch of windows, the
-        decoder once per window (`window_words`)."""
+        """Each request's audio, in windows; the encoder runs once per batch of windows of
+        similar length (`similar_lengths`: padding is encoder work thrown away), the decoder
+        once per window (`window_words`)."""
+        pieces = self.windows_of([r.audio for r in requests])
+        found: list[list[Word]] = [[] for _ in pieces]
+        for batch in similar_lengths([len(audio) // HOP for _, _, audio in pieces], self.max_batch):
+            encoded = self.encode([pieces[i][2] for i in batch])
+            for i, item in zip(batch, zip(*encoded, strict=True), strict=True):
+                index, start, audio = pieces[i]
+                found[i] = self.window_words(item, requests[index], start / SAMPLE_RATE, audio)
         results: list[list[Word]] = [[] for _ in requests]
-        for chunk in batched(self.windows_of([r.audio for r in requests]), self.max_batch):
-            encoded = self.encode([audio for _, _, audio in chunk])
-            for (index, start, audio), item in zip(chunk, zip(*encoded, strict=True), strict=True):
-                results[index] += self.window_words(item, requests[index], start / SAMPLE_RATE, audio)
+        for (index, _, _), words in zip(pieces, found, strict=True):  # windows are in request, then time order
+            results[index] += words
         return [PassResult(words, timed=self.TIMED) for words in results]
 
     @abc.abstractmethod

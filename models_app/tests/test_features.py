@@ -121,3 +121,17 @@ def test_the_filterbank_is_slaney_area_normalised() -> None:
     np.testing.assert_allclose(bank[96:].sum(axis=1) * hz_per_bin, 1.0, rtol=0.025)
     assert bank[:, 257 // 2 + 1 :].any()  # the top filters reach up to 8 kHz
     assert not bank[:, 0].any()  # nothing at 0 Hz: the first triangle starts there
+
+
+def test_features_come_c_contiguous_so_the_encoder_call_copies_nothing() -> None:
+    features, _ = log_mel(np.stack([speechlike(1.0), speechlike(1.0, seed=1)]), np.array([16000, 9000]))
+    assert features.flags["C_CONTIGUOUS"] and features.dtype == np.float32
+
+
+def test_a_long_buffer_computed_in_chunks_equals_it_computed_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    audio = np.stack([speechlike(3.3, seed=4), speechlike(3.3, seed=5)])
+    lengths = np.array([len(audio[0]), 40000])  # 330 and 250 frames: chunks of 128 end inside both
+    chunked, _ = log_mel(audio, lengths)
+    monkeypatch.setattr("models_app.engines.features.CHUNK", 1000)
+    whole, _ = log_mel(audio, lengths)
+    np.testing.assert_allclose(chunked, whole, atol=1e-5, rtol=0)
