@@ -81,24 +81,40 @@ class BatchRunner:
             future.cancel()  # still queued: it is dropped; running: its result is thrown away
             raise PassFailed(f"The model {self.name} gave no result within {timeout:.0f} s.") from None
 
+    def wake(self) -> None:
+        """Work may be due that is not in the queue (the scheduler's streams); look again."""
+        with self._ready:
+            self._ready.notify()
+
     def _next_batch(self) -> list[Waiting]:
         with self._ready:
             while True:
-                while not self._waiting:
-                    self._ready.wait()
-                priority = self._waiting[0][0]
-                batch: list[Waiting] = []
-                while self._waiting and self._waiting[0][0] == priority and len(batch) < self.engine.max_batch:
-                    _, _, request, future = heapq.heappop(self._waiting)
-                    if future.set_running_or_notify_cancel():  # False: its caller has given up
-                        batch.append((request, future))
+                batch = self._work()
                 if batch:
                     return batch
+                if not self._waiting:
+                    self._ready.wait()
+
+    def _work(self) -> list[Waiting]:
+        """The next batch to run, or nothing (called holding `_ready`)."""
+        return self._queued(LIVE) or self._queued(BACKGROUND)
+
+    def _queued(self, priority: int) -> list[Waiting]:
+        """Queued requests of `priority` or more urgent, the most urgent first (called holding `_ready`)."""
+        batch: list[Waiting] = []
+        if not self._waiting or self._waiting[0][0] > priority:
+            return batch
+        first = self._waiting[0][0]
+        while self._waiting and self._waiting[0][0] == first and len(batch) < self.engine.max_batch:
+            _, _, request, future = heapq.heappop(self._waiting)
+            if future.set_running_or_notify_cancel():  # False: its caller has given up
+                batch.append((request, future))
+        return batch
 
     def _loop(self) -> None:
         while True:
             batch = self._next_batch()
-            started = time.perf_counter()
+            started = time.monotonic()
             try:
                 self._answer(batch)
             except BaseException as exc:  # nothing a request does may end this thread
@@ -107,10 +123,13 @@ class BatchRunner:
                     if not future.done():
                         future.set_exception(PassFailed(f"The model {self.name} failed: {exc!r}"))
             finally:
-                with self._ready:
-                    self.stats.calls += 1
-                    self.stats.passes += len(batch)
-                    self.stats.busy_secs += time.perf_counter() - started
+                self._record(batch, started, time.monotonic())
+
+    def _record(self, batch: list[Waiting], started: float, ended: float) -> None:
+        with self._ready:
+            self.stats.calls += 1
+            self.stats.passes += len(batch)
+            self.stats.busy_secs += ended - started
 
     def _answer(self, batch: list[Waiting]) -> None:
         try:

@@ -26,13 +26,14 @@ import difflib
 import itertools
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from models_app.batching import BatchRunner
 from models_app.engines.base import PassRequest, PassResult
+from models_app.scheduler import PassScheduler
 from models_app.streaming import (
     SAMPLE_RATE,
     StreamingTranscriber,
@@ -100,6 +101,8 @@ CUT_PAUSE = SAMPLE_RATE // 4  # a gap this long after a final word is a clean pl
 DOUBT = 0.5  # a word the model gives less than this probability is final only by age, and later
 DOUBT_WAIT = SAMPLE_RATE  # how much later
 REWIND = SAMPLE_RATE // 2  # a new word that ends this long before the committed ones is the pass going back
+STRETCHED = 3  # a pass that waited this many intervals after it was due is late: the model is shared by too many
+CALM = 5 * SAMPLE_RATE  # after a late pass, partials come back once this much audio had passes on time
 KEEP_QUIET = SAMPLE_RATE // 2  # cutting in silence keeps this much of the newest audio (onsets the VAD missed)
 
 
@@ -350,12 +353,29 @@ class Timeline:
         assert self._first_frame + len(self._probs) == self.total // FRAME
 
 
+@dataclass(frozen=True)
+class Pass:
+    """A pass begun: the request sent, and the part of the timeline it saw, [start, seen)."""
+
+    request: PassRequest
+    start: int
+    seen: int
+    final: bool
+
+
 class StreamingPolicy(StreamingTranscriber):
-    """One session's stream over a shared engine (through its batch runner)."""
+    """One session's stream over a shared engine.
+
+    Two ways to drive it. `push_audio` runs a due pass at once through the engine's runner
+    and returns what it found (the command line, the tests, the benchmarks). Once
+    `schedule()` is called, `push_audio` only takes the audio: the model's pass scheduler
+    (`models_app.scheduler`) runs this stream's passes when they are due, in batches with
+    other streams', and `collect()` hands over what they found. Both ways share every rule.
+    """
 
     def __init__(
         self,
-        runner: BatchRunner,
+        runner: PassScheduler,
         config: PolicyConfig,
         language: str | None = None,
         target_language: str | None = None,
@@ -367,31 +387,52 @@ class StreamingPolicy(StreamingTranscriber):
         self.target_language = target_language
         self.supports_prefix = supports_prefix
         self.passes = 0
+        self.scheduled = False
+        self._lock = threading.Condition()  # the timeline is shared by the feeding and the inference threads
         self.reset()
 
     # --- the interface ------------------------------------------------------------------
 
     def reset(self) -> None:
-        self.timeline = Timeline()
-        self._last_pass: int | None = None  # sample position of the last pass
-        self._partial_shown = ""
+        with self._lock:
+            self.timeline = Timeline()
+            self._last_pass: int | None = None  # sample position of the last pass
+            self._partial_shown = ""
+            self._in_flight = False
+            self._due_at: int | None = None  # the sample at which the next pass became due
+            self._stretched_until = 0  # a pass came late: no partials until this sample
+            self._found: list[TranscriptionChunk] = []  # what scheduled passes found, not yet collected
+            self._failure: BaseException | None = None
 
     def push_audio(self, samples: np.ndarray) -> TranscriptionChunk:
-        timeline = self.timeline
-        timeline.append(np.asarray(samples, np.float32).reshape(-1))
-        if self._last_pass is not None and timeline.total - self._last_pass < samples_of(self.config.interval_secs):
-            return TranscriptionChunk()
-        if not timeline.pending and not timeline.unconfirmed_speech():
-            chunk = TranscriptionChunk(self._partial_segments([]))
-            self._rest()
+        with self._lock:
+            timeline = self.timeline
+            timeline.append(np.asarray(samples, np.float32).reshape(-1))
+            chunk = TranscriptionChunk()
+            if self._interval_passed() and not self._in_flight and not self._unconfirmed():
+                chunk = TranscriptionChunk(self._partial_segments([]))
+                self._rest()
+            due = self.due() is not None
+        if due and self.scheduled:
+            self.runner.wake()
             return chunk
-        if not timeline.pending and timeline.unconfirmed_speech() < samples_of(self.config.min_speech_secs):
-            return TranscriptionChunk()  # too little of a new utterance yet: models guess wildly on a syllable
-        return self._pass(final=False)
+        if due:
+            return merged([chunk, self._run(self.begin_pass())])
+        return chunk
 
     def finalize(self) -> TranscriptionChunk:
-        pending = self.timeline.pending or self.timeline.unconfirmed_speech()
-        chunk = self._pass(final=True) if pending else TranscriptionChunk(self._partial_segments([]))
+        self.close()
+        with self._lock:
+            while self._in_flight:  # a scheduled pass is running: its words come first
+                self._lock.wait()
+            found = self._take_found()
+            pending = self.timeline.pending or self.timeline.unconfirmed_speech()
+        if pending:
+            chunk = self._run(self.begin_pass(final=True))
+        else:
+            with self._lock:
+                chunk = TranscriptionChunk(self._partial_segments([]))
+        chunk = merged([found, chunk])
         chunk.is_final = True
         return chunk
 
@@ -400,31 +441,124 @@ class StreamingPolicy(StreamingTranscriber):
         """Media time of the newest sample, in seconds."""
         return self.timeline.total / SAMPLE_RATE
 
-    # --- knobs a falling-behind worker turns -----------------------------------------------
+    # --- scheduled passes ----------------------------------------------------------------------
 
-    def set_pace(self, interval_secs: float, partials: bool) -> None:
-        self.config = replace(self.config, interval_secs=interval_secs, partials=partials)
+    def schedule(self) -> None:
+        """From now on the runner's scheduler runs this stream's passes; `collect()` gives their words."""
+        self.scheduled = True
+        self.runner.add(self)
 
-    # --- one pass ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """No more passes for this stream."""
+        if self.scheduled:
+            self.runner.remove(self)
 
-    def _pass(self, final: bool) -> TranscriptionChunk:
-        timeline = self.timeline
-        self._last_pass = timeline.total
-        self.passes += 1
-        result = self.runner.run(
-            PassRequest(
+    def collect(self) -> TranscriptionChunk:
+        """What the scheduled passes found since the last call; raises what failed one (PassFailed)."""
+        with self._lock:
+            return self._take_found()
+
+    def due(self) -> float | None:
+        """None if no pass is due now; else how urgent it is: the age, in seconds of media time,
+        of the oldest audio whose words are not final (older goes first)."""
+        with self._lock:
+            timeline = self.timeline
+            if not self._interval_passed():
+                return None
+            if not timeline.pending and timeline.unconfirmed_speech() < samples_of(self.config.min_speech_secs):
+                return None  # nothing, or too little of a new utterance yet: models guess wildly on a syllable
+            if self._due_at is None:
+                self._due_at = timeline.total  # (while the last pass still runs, too: it is late from here)
+            if self._in_flight:
+                return None
+            return (timeline.total - max(timeline.committed_end, timeline.start)) / SAMPLE_RATE
+
+    def begin_pass(self, final: bool = False) -> Pass:
+        """The request for a pass over the buffer as it is now."""
+        with self._lock:
+            timeline = self.timeline
+            self._in_flight = True
+            if self._due_at is not None and timeline.total - self._due_at > STRETCHED * samples_of(
+                self.config.interval_secs
+            ):
+                self._stretched_until = timeline.total + CALM
+            self._due_at = None
+            self._last_pass = timeline.total
+            self.passes += 1
+            request = PassRequest(
                 audio=timeline.audio,
                 language=self.language,
                 target_language=self.target_language,
                 context=join_words(timeline.context),
                 prefix=join_words(timeline.committed) if self.supports_prefix else "",
             )
-        )
-        words = spans_of(result, timeline.start, timeline.total, timeline.speech_runs(timeline.start, timeline.total))
+            return Pass(request, timeline.start, timeline.total, final)
+
+    def end_pass(self, begun: Pass, result: PassResult | BaseException) -> TranscriptionChunk:
+        """Apply a pass's result to the timeline; what became known. A failure is kept for `collect()`."""
+        with self._lock:
+            try:
+                if isinstance(result, BaseException):
+                    self._failure = result
+                    return TranscriptionChunk()
+                chunk = self._apply(begun, result)
+                if self.scheduled and not begun.final:
+                    self._found.append(chunk)
+                return chunk
+            finally:
+                self._in_flight = False
+                self._lock.notify_all()
+
+    def _run(self, begun: Pass) -> TranscriptionChunk:
+        try:
+            result = self.runner.run(begun.request)
+        except BaseException as exc:
+            self.end_pass(begun, exc)
+            raise
+        return self.end_pass(begun, result)
+
+    def _take_found(self) -> TranscriptionChunk:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        found, self._found = self._found, []
+        return merged(found)
+
+    def _interval_passed(self) -> bool:
+        return self._last_pass is None or self.timeline.total - self._last_pass >= samples_of(self.config.interval_secs)
+
+    def _unconfirmed(self) -> bool:
+        return bool(self.timeline.pending or self.timeline.unconfirmed_speech())
+
+    @property
+    def behind_secs(self) -> float:
+        """How far the final words are behind the newest audio, when words are waiting to be final."""
+        timeline = self.timeline
+        if not self._unconfirmed():
+            return 0.0
+        return (timeline.total - max(timeline.committed_end, timeline.start)) / SAMPLE_RATE
+
+    @property
+    def stretched(self) -> bool:
+        """Its passes come late (the model is shared by more streams than it keeps up with):
+        for now it sends no partials, which passes this far apart would only make stale."""
+        return self.timeline.total < self._stretched_until
+
+    # --- knobs a falling-behind worker turns -----------------------------------------------
+
+    def set_pace(self, interval_secs: float, partials: bool) -> None:
+        with self._lock:
+            self.config = replace(self.config, interval_secs=interval_secs, partials=partials)
+
+    # --- one pass ------------------------------------------------------------------------------
+
+    def _apply(self, begun: Pass, result: PassResult) -> TranscriptionChunk:
+        timeline = self.timeline
+        words = spans_of(result, begun.start, begun.seen, timeline.speech_runs(begun.start, begun.seen))
         if not result.continues_prefix:
             words = self._after_committed(words)
         words = heard(without_loops(self._going_forward(words)), timeline.speech_runs)
-        settled = len(words) if final else self._settled(words)
+        settled = len(words) if begun.final else self._settled(words, begun.seen)
         committed = timeline.commit(words[:settled])
         timeline.guess(words[settled:])
         segments = self._final_segments(committed) + self._partial_segments(timeline.pending)
@@ -460,27 +594,28 @@ class StreamingPolicy(StreamingTranscriber):
                 return words[:i]
         return words
 
-    def _settled(self, words: list[Span]) -> int:
-        """How many of the pass's new words are final now (the rules of the module docstring)."""
+    def _settled(self, words: list[Span], seen: int) -> int:
+        """How many of the pass's new words are final now (the rules of the module docstring);
+        the pass heard the audio up to sample `seen`."""
         timeline, config = self.timeline, self.config
         agreed = 0
-        settled_at = timeline.total - samples_of(config.right_context_secs)
+        settled_at = seen - samples_of(config.right_context_secs)
         for new, old in zip(words, timeline.pending, strict=False):
             if new.key != old.key or new.end > settled_at:
                 break
             agreed += 1
         # a pause the VAD heard settles every word before it
-        pause_from = self._last_pause()
+        pause_from = self._last_pause(seen)
         if pause_from is not None:
             agreed = max(agreed, sum(1 for w in words if w.middle < pause_from))
         # a word the model itself doubts waits for more of what follows it, and ages `DOUBT_WAIT` longer
         doubted = next((i for i, w in enumerate(words) if w.probability is not None and w.probability < DOUBT), None)
         if doubted is not None:
             agreed = min(agreed, doubted)
-        horizon = timeline.total - samples_of(config.confirm_after_secs)
+        horizon = seen - samples_of(config.confirm_after_secs)
         doubted_horizon = horizon - DOUBT_WAIT
-        if timeline.total - timeline.start > samples_of(config.max_buffer_secs):
-            horizon = doubted_horizon = max(horizon, timeline.total - 2 * samples_of(config.interval_secs))
+        if seen - timeline.start > samples_of(config.max_buffer_secs):
+            horizon = doubted_horizon = max(horizon, seen - 2 * samples_of(config.interval_secs))
         while agreed < len(words):
             word = words[agreed]
             doubtful = word.probability is not None and word.probability < DOUBT
@@ -489,12 +624,13 @@ class StreamingPolicy(StreamingTranscriber):
             agreed += 1
         return agreed
 
-    def _last_pause(self) -> int | None:
-        """Where the latest pause of at least `pause_secs` after the committed words starts."""
+    def _last_pause(self, seen: int) -> int | None:
+        """Where the latest pause of at least `pause_secs` after the committed words, and before
+        sample `seen`, starts."""
         timeline = self.timeline
         pause = samples_of(self.config.pause_secs)
-        runs = timeline.speech_runs(max(timeline.committed_end, timeline.start), timeline.total)
-        if runs and timeline.total - runs[-1][1] >= pause:
+        runs = timeline.speech_runs(max(timeline.committed_end, timeline.start), seen)
+        if runs and seen - runs[-1][1] >= pause:
             return runs[-1][1]
         for (_, end), (start, _) in zip(reversed(runs[:-1]), reversed(runs[1:]), strict=True):
             if start - end >= pause:
@@ -520,7 +656,7 @@ class StreamingPolicy(StreamingTranscriber):
         ]
 
     def _partial_segments(self, spans: list[Span]) -> list[TranscriptionSegment]:
-        text = join_words(spans) if self.config.partials else ""
+        text = join_words(spans) if self.config.partials and not self.stretched else ""
         if text == self._partial_shown:
             return []
         self._partial_shown = text
@@ -576,3 +712,10 @@ class StreamingPolicy(StreamingTranscriber):
         long_silence = timeline.total - timeline.speech_end() > samples_of(self.config.trim_secs)
         if (long_silence or not timeline.committed) and timeline.total - timeline.start > SAMPLE_RATE:
             timeline.cut(max(timeline.committed_end, timeline.total - KEEP_QUIET))
+
+
+def merged(chunks: list[TranscriptionChunk]) -> TranscriptionChunk:
+    """Several chunks as one: every final in order, and the latest partial."""
+    finals = [s for chunk in chunks for s in chunk.finals]
+    partials = [chunk.partial for chunk in chunks if chunk.partial is not None]
+    return TranscriptionChunk(finals + partials[-1:], is_final=any(c.is_final for c in chunks))

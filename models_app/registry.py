@@ -19,9 +19,10 @@ import psutil
 from django.conf import settings
 
 from models_app import offline
-from models_app.batching import BACKGROUND, BatchRunner
+from models_app.batching import BACKGROUND
 from models_app.engines.base import Engine, ModelFilesError
 from models_app.policy import DEFAULT_PRESET, PRESETS, StreamingPolicy
+from models_app.scheduler import PassScheduler
 from models_app.streaming import Word
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class ModelSpec:
 @dataclass
 class Loaded:
     engine: Engine
-    runner: BatchRunner
+    runner: PassScheduler
     memory_bytes: int
     load_secs: float
 
@@ -103,7 +104,7 @@ class ModelRegistry:
                     raise ModelError(str(exc)) from None
                 loaded = Loaded(
                     engine=engine,
-                    runner=BatchRunner(engine, model_id),
+                    runner=PassScheduler(engine, model_id, settings.ADMISSION_P95_SECS),
                     memory_bytes=max(psutil.Process().memory_info().rss - rss, 0),
                     load_secs=time.perf_counter() - started,
                 )
@@ -146,6 +147,14 @@ class ModelRegistry:
         """One offline pass over a whole recording (`models_app.offline`); ModelError says why it cannot run."""
         source, target = self.spec(model_id).check_languages(language, target_language)
         return offline.transcribe(self.loaded(model_id).runner, audio, source, target, priority, progress)
+
+    def loads(self) -> dict[str, dict[str, Any]]:
+        """Each loaded model's measured load, and whether it admits one more stream (and why)."""
+        loads = {}
+        for model_id, loaded in list(self._loaded.items()):
+            admission = loaded.runner.admission()
+            loads[model_id] = {**loaded.runner.load(), "admits": admission.admits, "reason": admission.reason}
+        return loads
 
     def describe(self, model_id: str) -> dict[str, Any]:
         spec = self.spec(model_id)

@@ -11,9 +11,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from models_app.batching import BatchRunner
 from models_app.engines.base import Engine, PassRequest, PassResult
 from models_app.policy import PRESETS, Span, StreamingPolicy, without_loops
+from models_app.scheduler import PassScheduler
 from models_app.streaming import Word
 from models_app.tests.conftest import push_all
 
@@ -40,7 +40,7 @@ class Scripted(Engine):
 
 
 def stream_over(engine: Engine, preset: str = "balanced", **kwargs) -> StreamingPolicy:
-    return StreamingPolicy(BatchRunner(engine, "scripted"), PRESETS[preset], "en", **kwargs)
+    return StreamingPolicy(PassScheduler(engine, "scripted"), PRESETS[preset], "en", **kwargs)
 
 
 def speech_then_silence(demo_audio: np.ndarray, speech_secs: float, silence_secs: float) -> np.ndarray:

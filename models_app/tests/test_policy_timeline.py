@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from models_app.batching import BatchRunner
 from models_app.engines.base import Engine, PassRequest, PassResult
 from models_app.policy import PRESETS, StreamingPolicy
+from models_app.scheduler import PassScheduler
 from models_app.streaming import Word
 
 
@@ -43,7 +43,7 @@ class PrefixEngine(Engine):
 
 
 def stream_over(engine: PrefixEngine, preset: str = "balanced") -> StreamingPolicy:
-    stream = StreamingPolicy(BatchRunner(engine, "scripted"), PRESETS[preset], "en", supports_prefix=True)
+    stream = StreamingPolicy(PassScheduler(engine, "scripted"), PRESETS[preset], "en", supports_prefix=True)
     engine.stream = stream
     return stream
 
