@@ -1,4 +1,5 @@
-"""The WebSocket of a listener: `/ws/<session_id>` (or `/ws` and a join message).
+"""The WebSocket of a listener: `/ws/<session_id>` (or `/ws` and a join message); and the
+Browse tab's feed of session changes, `/ws/sessions` (SessionListConsumer, at the end).
 
 On join: session_info, every final subtitle so far, then the session's live events.
 Who may join is LISTEN_ACCESS's rule (transcriber_site.access): the session cookie says
@@ -17,6 +18,7 @@ are bounded (WS_MAX_MESSAGE_BYTES, MAX_JSON_DEPTH) before they are parsed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -34,7 +36,7 @@ from django.contrib.auth.models import AnonymousUser
 from sessions_app import events, microphone
 from sessions_app.models import ENDED, Listener, TranscriptionSession, TranscriptVersion
 from sessions_app.webrtc import SERVER_ID, ListenerTrack, announce_public_ip, hub, peer_connection
-from transcriber_site.access import listen_refusal, may_listen, may_operate
+from transcriber_site.access import listen_refusal, may_list, may_listen, may_operate
 from transcriber_site.lib.http import TooDeep, parse_json, shown
 from transcriber_site.lib.serving import WS_MAX_MESSAGE_BYTES
 
@@ -73,6 +75,65 @@ def client_address(scope: Any) -> str:
     return str(client[0]) if client else "unknown"
 
 
+async def admit_address(scope: Any, send: Any) -> str | None:
+    """Count a socket against its address's MAX_SOCKETS_PER_ADDRESS (the address, to release), or refuse it (None)."""
+    address, limit = client_address(scope), settings.MAX_SOCKETS_PER_ADDRESS
+    if limit and sockets_by_address[address] >= limit:
+        await refuse_handshake(
+            scope,
+            send,
+            429,
+            f"This address already has {limit} sockets open here (MAX_SOCKETS_PER_ADDRESS); close one first.",
+        )
+        return None
+    sockets_by_address[address] += 1
+    return address
+
+
+def release_address(address: str | None) -> None:
+    if address is None:
+        return
+    sockets_by_address[address] -= 1
+    if sockets_by_address[address] <= 0:
+        del sockets_by_address[address]
+
+
+class ListenerCounts:
+    """The Browse pages hear a session's listener count at most once per COUNT_PUSH_SECS from this process.
+
+    A join or a leave marks the session; COUNT_PUSH_SECS later one COUNT query and one group
+    send carry every change since, however many listeners came and went meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[int, asyncio.Task[None]] = {}  # by session id: the push to come
+
+    def changed(self, session_id: int) -> None:
+        if session_id not in self.pending:
+            self.pending[session_id] = asyncio.create_task(self._push(session_id), name=f"listener-count-{session_id}")
+
+    async def _push(self, session_id: int) -> None:
+        try:
+            await asyncio.sleep(COUNT_PUSH_SECS)
+        finally:
+            del self.pending[session_id]  # a change from here on is counted by the next push
+        try:
+            counts = await database_sync_to_async(Listener.count_of)([session_id])
+            await events.publish_listed_async(events.listener_count(session_id, counts[session_id]))
+        except Exception:  # only news: the pages catch up at their next fetch of the list
+            log.exception("session %s: could not push its listener count", session_id)
+
+    async def close(self) -> None:
+        tasks = list(self.pending.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+COUNT_PUSH_SECS = 0.5
+listener_counts = ListenerCounts()
+
+
 class SessionConsumer(AsyncWebsocketConsumer):
     session_id: int | None = None
     pc: RTCPeerConnection | None = None
@@ -92,17 +153,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await asyncio.shield(self.clean_up())
 
     async def connect(self) -> None:
-        address, limit = client_address(self.scope), settings.MAX_SOCKETS_PER_ADDRESS
-        if limit and sockets_by_address[address] >= limit:
-            await refuse_handshake(
-                self.scope,
-                self.base_send,
-                429,
-                f"This address already has {limit} sockets open here (MAX_SOCKETS_PER_ADDRESS); close one first.",
-            )
+        self.address = await admit_address(self.scope, self.base_send)
+        if self.address is None:
             return
-        sockets_by_address[address] += 1
-        self.address = address
         await self.accept()
         session_id = self.scope["url_route"]["kwargs"].get("session_id")
         if session_id is not None:
@@ -116,22 +169,25 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if self.cleaned:
             return
         self.cleaned = True
-        if self.address is not None:
-            sockets_by_address[self.address] -= 1
-            if sockets_by_address[self.address] <= 0:
-                del sockets_by_address[self.address]
+        release_address(self.address)
         if self.linger is not None:
             self.linger.cancel()
         steps = [self.close_peer(), self.stop_publishing()]
         if self.session_id is not None:
             # a row left behind (the database unavailable now) stops counting after LISTENER_STALE_SECS
-            steps.append(database_sync_to_async(Listener.objects.filter(channel_name=self.channel_name).delete)())
+            steps.append(self.forget_listener())
             steps.append(self.channel_layer.group_discard(events.group(self.session_id), self.channel_name))
         for step in steps:  # each one, whatever the one before did
             try:
                 await step
             except Exception:
                 log.exception("session %s: cleaning up a socket", self.session_id)
+
+    async def forget_listener(self) -> None:
+        """This socket's listener row goes, and the Browse pages hear the new count."""
+        await database_sync_to_async(Listener.objects.filter(channel_name=self.channel_name).delete)()
+        if self.session_id is not None:
+            listener_counts.changed(self.session_id)
 
     # --- messages from the browser ------------------------------------------------------------
 
@@ -211,6 +267,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(Listener.objects.create)(
             session=session, channel_name=self.channel_name, server_id=SERVER_ID
         )
+        listener_counts.changed(session_id)
         self.session_id = session_id
         await self.channel_layer.group_add(events.group(session_id), self.channel_name)
         info, finals = await database_sync_to_async(self._history)(session)
@@ -248,7 +305,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             if pc.connectionState == "failed" and self.pc is pc:
                 log.info("session %s: a listener's peer failed", self.session_id)
                 await self.close_peer()
-                await database_sync_to_async(Listener.objects.filter(channel_name=self.channel_name).delete)()
+                await self.forget_listener()
                 await self.error("The audio connection failed; send ready to try again.")
 
         await pc.setLocalDescription(await pc.createOffer())
@@ -440,3 +497,93 @@ def browser_candidate(message: dict[str, Any]) -> dict[str, Any] | None:
             'ice-candidate needs "candidate": {"candidate": "...", "sdpMid": ..., "sdpMLineIndex": ...}.'
         )
     return candidate
+
+
+class SessionListConsumer(AsyncWebsocketConsumer):
+    """`/ws/sessions`: the Browse tab hears of session changes instead of polling the list.
+
+    What it hears is what the list shows this visitor (transcriber_site.access): operators
+    get cards with the operator's fields (group "sessions-operators"), visitors who may list
+    sessions the listeners' cards ("sessions"); under LISTEN_ACCESS=link a visitor joins no
+    group and hears nothing, as the list shows them nothing; under `operators` a visitor's
+    handshake is refused with the list's 401 sentence. The socket first says
+    {"type": "subscribed", "listed": true|false}; the page then fetches the list once, and
+    {"type": "session", "session": {...}} (created, or its state changed) and
+    {"type": "count", "id", "client_count"} keep its cards. `ping` gets `pong`.
+    """
+
+    address: str | None = None  # counted in sockets_by_address while open
+    group: str | None = None
+    joined_at = 0.0  # time.monotonic() of the last group_add
+    cleaned = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.shield(self.clean_up())
+
+    async def connect(self) -> None:
+        self.address = await admit_address(self.scope, self.base_send)
+        if self.address is None:
+            return
+        refusal, group = await database_sync_to_async(self.access)(self.scope.get("user") or AnonymousUser())
+        if refusal is not None:
+            await refuse_handshake(self.scope, self.base_send, 401, refusal)
+            return
+        await self.accept()
+        if group is not None:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.group, self.joined_at = group, time.monotonic()
+        await self.send_frame(json.dumps({"type": "subscribed", "listed": group is not None}))
+
+    @staticmethod
+    def access(user: Any) -> tuple[str | None, str | None]:
+        """(the refusal, if this visitor may not list sessions at all; the group whose cards they may see)."""
+        if refusal := listen_refusal(user):
+            return refusal, None
+        if may_operate(user):
+            return None, events.OPERATORS_GROUP
+        return None, events.LISTERS_GROUP if may_list(user) else None
+
+    async def disconnect(self, code: int) -> None:
+        await self.clean_up()
+
+    async def clean_up(self) -> None:
+        if self.cleaned:
+            return
+        self.cleaned = True
+        release_address(self.address)
+        if self.group is not None:
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            except Exception:  # the channel layer is down: its group entry expires by itself
+                log.exception("could not take a Browse page out of %s", self.group)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        message: Any = None
+        if text_data is not None and len(text_data) <= FEED_MAX_MESSAGE_BYTES:
+            with contextlib.suppress(ValueError):  # not JSON: answered as anything else it does not take
+                message = parse_json(text_data)
+        if isinstance(message, dict) and message.get("type") == "ping":
+            await self.send_frame(json.dumps({"type": "pong", "t": message.get("t"), "server_time": time.time()}))
+            if self.group is not None and time.monotonic() - self.joined_at > FEED_REJOIN_SECS:
+                # channels_redis forgets a group's member after a day (group_expiry): a page open for days stays in
+                await self.channel_layer.group_add(self.group, self.channel_name)
+                self.joined_at = time.monotonic()
+        else:
+            await self.send_frame(json.dumps({"type": "error", "message": FEED_ONLY_PING}))
+
+    async def sessions_push(self, event: dict[str, Any]) -> None:
+        await self.send_frame(event["text"])  # made once for every page (sessions_app.events)
+
+    async def send_frame(self, text: str) -> None:
+        try:
+            await self.send(text_data=text)
+        except (OSError, RuntimeError):  # the browser has gone; the disconnect comes next
+            log.debug("a Browse page's message to a closed socket was dropped")
+
+
+FEED_MAX_MESSAGE_BYTES = 1024
+FEED_REJOIN_SECS = 3600.0
+FEED_ONLY_PING = 'This socket only sends session changes; the only message it takes is {"type": "ping"}.'

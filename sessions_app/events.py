@@ -4,10 +4,18 @@ Every process that cares about session N (its worker, the web processes of its
 listeners) is in the group "session-N". Messages carry a "type" that Channels maps to
 a handler (`session.subtitle` -> `session_subtitle`); the WebSocket consumer forwards
 them to browsers under the protocol's names (subtitle, status, end, transcript, error).
+
+The open Browse pages are in "sessions" (visitors who may list sessions) or
+"sessions-operators" (operators: the same cards with the operator's fields). They hear a
+session's card when it is created or changes state, and its listener count when that
+changes (coalesced per process, sessions_app.consumers.ListenerCounts): one event per
+change, whatever the number of pages, and no page fetches the list again for it. An
+event carries its frame ready to send ("text"), so the JSON is made once, not per page.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WORKER_CHANNEL = "transcription"
+LISTERS_GROUP = "sessions"  # Browse pages of visitors who may list sessions (transcriber_site.access.may_list)
+OPERATORS_GROUP = "sessions-operators"  # Browse pages of operators
 
 
 def group(session_id: int) -> str:
@@ -84,6 +94,33 @@ def transcript(version: str, error: str | None = None) -> dict[str, Any]:
     if error is not None:
         event["error"] = error
     return event
+
+
+def listed(session: dict[str, Any]) -> dict[str, Any]:
+    """A session's card for the Browse pages (TranscriptionSession.to_dict, with or without the operator's fields)."""
+    return {"type": "sessions.push", "text": json.dumps({"type": "session", "session": session})}
+
+
+def listener_count(session_id: int, client_count: int) -> dict[str, Any]:
+    """A session's live listeners changed: the one number of its card."""
+    frame = {"type": "count", "id": session_id, "client_count": client_count}
+    return {"type": "sessions.push", "text": json.dumps(frame)}
+
+
+async def publish_listed_async(for_listers: dict[str, Any], for_operators: dict[str, Any] | None = None) -> None:
+    """Send to the Browse pages: `for_listers` to visitors, `for_operators` (or the same) to operators."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for name, event in ((LISTERS_GROUP, for_listers), (OPERATORS_GROUP, for_operators or for_listers)):
+        try:
+            await layer.group_send(name, event)
+        except Exception as exc:  # only news: the pages catch up at their next fetch of the list
+            log.warning("could not tell the Browse pages (%s): %r", name, exc)
+
+
+def publish_listed(for_listers: dict[str, Any], for_operators: dict[str, Any] | None = None) -> None:
+    async_to_sync(publish_listed_async)(for_listers, for_operators)
 
 
 async def publish_async(session_id: int, event: dict[str, Any]) -> None:

@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import DatabaseError, models, transaction
+from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models.signals import post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from media_app.models import MediaFile
@@ -54,6 +58,23 @@ class Source(models.TextChoices):
 LIVE_LEAD_SECS = 0.15
 
 
+class SessionQuerySet(models.QuerySet["TranscriptionSession"]):
+    def listed(self, operator: bool = False) -> SessionQuerySet:
+        """What to_dict needs, in the one query of the rows whatever their number: the live
+        listeners counted and the final transcript's presence annotated (not a query per row)."""
+        final = TranscriptSegment.objects.filter(session=OuterRef("pk"), version=TranscriptVersion.FINAL)
+        listed = self.annotate(
+            listed_client_count=Count("listeners", filter=Q(listeners__seen_at__gte=Listener.live_since())),
+            listed_has_final=Exists(final),
+        )
+        listed = listed.order_by("-created_at", "-id")  # Meta.ordering, which a GROUP BY query drops
+        return listed.select_related("created_by", "stopped_by") if operator else listed
+
+
+# What only operators see of a session (to_dict(operator=True)); never in what listeners get.
+OPERATOR_FIELDS = ("share_url", "source_url", "created_by", "stopped_by")
+
+
 class TranscriptionSession(models.Model):
     """One recording played as if live through one model.
 
@@ -97,6 +118,8 @@ class TranscriptionSession(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
+    objects = SessionQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
 
@@ -134,7 +157,8 @@ class TranscriptionSession(models.Model):
 
     @property
     def client_count(self) -> int:
-        return Listener.live().filter(session=self).count()
+        counted: int | None = getattr(self, "listed_client_count", None)  # SessionQuerySet.listed's
+        return counted if counted is not None else Listener.live().filter(session=self).count()
 
     # --- the state machine ----------------------------------------------------------------------
 
@@ -159,12 +183,32 @@ class TranscriptionSession(models.Model):
         self.refresh_from_db()
         log.info("session %s: %s -> %s", self.pk, old, new)
         self._announce(events.clock(self))
+        self._announce_listed()
 
     def _announce(self, event: dict[str, Any]) -> None:
         """Publish once the change is committed: inside a caller's transaction, a listener told
         now could read the old row, or hear of a change that is then rolled back."""
         session_id = self.pk
         transaction.on_commit(lambda: events.publish(session_id, event))
+
+    def _announce_listed(self) -> None:
+        """Once committed, the session as the list shows it goes to the open Browse pages."""
+        session_id = self.pk
+        transaction.on_commit(lambda: TranscriptionSession.push_listed(session_id))
+
+    @classmethod
+    def push_listed(cls, session_id: int) -> None:
+        """Send the session's card to the Browse pages' groups: one read, however many pages.
+
+        Only news: a failure is logged and the pages catch up at their next fetch of the list.
+        """
+        try:
+            session = cls.objects.listed(operator=True).filter(pk=session_id).first()
+        except DatabaseError as exc:
+            log.warning("session %s: could not read it for the Browse pages: %r", session_id, exc)
+            return
+        if session is not None:
+            events.publish_listed(events.listed(session.to_dict()), events.listed(session.to_dict(operator=True)))
 
     def claim(self, worker_id: str) -> bool:
         """A worker takes the session (still starting: it loads the model next); False if taken."""
@@ -210,6 +254,7 @@ class TranscriptionSession(models.Model):
         self.refresh_from_db()
         log.info("session %s: input ended after %.1f s%s", self.pk, received_secs, f" ({reason})" if reason else "")
         self._announce(events.clock(self))
+        self._announce_listed()
 
     def pause(self) -> None:
         if self.state != State.RUNNING:
@@ -248,11 +293,16 @@ class TranscriptionSession(models.Model):
 
     # --- the API's view of a session --------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, operator: bool = False) -> dict[str, Any]:
+        """The session as the API shows it; `operator` adds OPERATOR_FIELDS (its share link, its
+        stream's URL, which may hold a password, and who started and stopped it).
+
+        Rows from SessionQuerySet.listed() need no query here.
+        """
         from models_app.registry import registry
 
         spec = registry.specs.get(self.model_id)
-        return {
+        data = {
             "id": self.pk,
             "model_id": self.model_id,
             "model_name": spec.display_name if spec else self.model_id,
@@ -278,11 +328,20 @@ class TranscriptionSession(models.Model):
             "clock": self.clock(),
             "transcripts": self.transcript_versions(),
         }
+        if operator:
+            data["share_url"] = f"/?session={self.pk}&key={self.share_key}"
+            data["source_url"] = self.source_url or None
+            data["created_by"] = self.created_by.get_username() if self.created_by else None
+            data["stopped_by"] = self.stopped_by.get_username() if self.stopped_by else None
+        return data
 
     def transcript_versions(self) -> list[str]:
         """The versions that can be downloaded: always the live one, the final one once it is written."""
         versions = [TranscriptVersion.LIVE.value]
-        if self.segments.filter(version=TranscriptVersion.FINAL).exists():
+        has_final: bool | None = getattr(self, "listed_has_final", None)  # SessionQuerySet.listed's
+        if has_final is None:
+            has_final = self.segments.filter(version=TranscriptVersion.FINAL).exists()
+        if has_final:
             versions.append(TranscriptVersion.FINAL.value)
         return versions
 
@@ -396,17 +455,44 @@ class Listener(models.Model):
     def __str__(self) -> str:
         return f"listener of session {self.session_id} on {self.server_id}"
 
+    @staticmethod
+    def live_since() -> datetime:
+        """Rows seen since then count; older ones are a dead process's."""
+        return timezone.now() - timedelta(seconds=LISTENER_STALE_SECS)
+
     @classmethod
     def live(cls) -> models.QuerySet[Listener]:
-        return cls.objects.filter(seen_at__gte=timezone.now() - timedelta(seconds=LISTENER_STALE_SECS))
+        return cls.objects.filter(seen_at__gte=cls.live_since())
+
+    @classmethod
+    def count_of(cls, session_ids: Iterable[int]) -> dict[int, int]:
+        """Live listeners of each session, in one query (0 for one that has none)."""
+        ids = list(session_ids)
+        counted = cls.live().filter(session_id__in=ids).values_list("session_id").annotate(n=Count("pk"))
+        return {session_id: 0 for session_id in ids} | dict(counted)
 
     @classmethod
     def keep_alive(cls, server_id: str) -> None:
-        """This process's listeners are still here; rows no process refreshes any more go."""
+        """This process's listeners are still here; rows no process refreshes any more go
+        (and the Browse pages hear the counts of their sessions)."""
         now = timezone.now()
         cls.objects.filter(server_id=server_id).update(seen_at=now)
-        cls.objects.filter(seen_at__lt=now - timedelta(seconds=LISTENER_STALE_SECS)).delete()
+        stale = cls.objects.filter(seen_at__lt=now - timedelta(seconds=LISTENER_STALE_SECS))
+        gone = set(stale.values_list("session_id", flat=True))
+        if gone:
+            stale.delete()
+            for session_id, count in cls.count_of(gone).items():
+                events.publish_listed(events.listener_count(session_id, count))
 
 
 LISTENER_HEARTBEAT_SECS = 10.0
 LISTENER_STALE_SECS = 3 * LISTENER_HEARTBEAT_SECS
+
+
+@receiver(post_save, sender=TranscriptionSession)
+def announce_new_session(
+    sender: type[TranscriptionSession], instance: TranscriptionSession, created: bool, **kwargs: Any
+) -> None:
+    """A new session's card goes to the open Browse pages (its changes go from _transition)."""
+    if created:
+        instance._announce_listed()

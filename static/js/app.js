@@ -25,7 +25,7 @@ async function main() {
   }
   keepSignInHere(config.signInUrl);
   const player = new Player(config, { operator, onLeave: () => document.getElementById(`tab-${tabs.current}`).focus() });
-  const sessions = new SessionList({ onJoin: (id) => player.join(id), signInUrl: config.signInUrl });
+  const sessions = new SessionList({ onJoin: (id) => player.join(id), config });
   tablist.addEventListener("tabchange", () => sessions.schedule());
   const library = operator ? await startOperating(config, player, sessions) : null;
 

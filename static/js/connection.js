@@ -10,9 +10,12 @@ const SILENCE_MS = 8000; // the server sends status every second; this long with
 const BACKOFF_SECS = [0.5, 1, 2, 4, 8, 15];
 
 export class Connection extends EventTarget {
-  constructor(url) {
+  // pingMs, silenceMs: a socket whose server says little (the Browse tab's feed) pings less often.
+  constructor(url, { pingMs = PING_MS, silenceMs = SILENCE_MS } = {}) {
     super();
     this.url = url;
+    this.pingMs = pingMs;
+    this.silenceMs = silenceMs;
     this.socket = null;
     this.attempt = 0;
     this.stopped = false;
@@ -51,7 +54,7 @@ export class Connection extends EventTarget {
       this.lastHeard = performance.now();
       this.emitState("open");
       this.ping();
-      this.pingTimer = setInterval(() => this.ping(), PING_MS);
+      this.pingTimer = setInterval(() => this.ping(), this.pingMs);
     });
     socket.addEventListener("message", (event) => {
       if (socket !== this.socket) return;
@@ -72,7 +75,7 @@ export class Connection extends EventTarget {
   }
 
   ping() {
-    if (performance.now() - this.lastHeard > SILENCE_MS) {
+    if (performance.now() - this.lastHeard > this.silenceMs) {
       this.socket?.close(); // the close handler above reconnects
       this.drop();
       if (!this.stopped) this.retry();
