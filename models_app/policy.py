@@ -15,7 +15,9 @@ delivered early; no word comes out twice and none is lost. How it is kept:
   audio. Finals are never retracted; the rest is the partial.
 * The buffer keeps earlier speech as context and is cut only between words: at a
   committed sentence end or pause once it passes `trim_secs`, after the last final word
-  once it passes `max_buffer_secs`, and in the silence after everything is final.
+  once it passes `max_buffer_secs`, and in the silence after everything is final. While
+  the stream's passes wait for other streams' (it is `busy`), a pass costs about its
+  buffer's length: the buffer is cut at half `trim_secs`, between any two final words.
 * Silence and music never reach the model (Silero VAD), words placed where nobody spoke
   are dropped, and decoder loops are cut before agreement is looked for.
 """
@@ -28,7 +30,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,7 +58,7 @@ class PolicyConfig:
     right_context_secs: float = 0.6  # passes agree on a word only once this much audio followed it
     trim_secs: float = 8.0  # past this, the buffer is cut at the latest sentence end or pause
     min_speech_secs: float = 0.6  # a new utterance is first transcribed once this much of it was heard
-    partials: bool = True  # send partials (a falling-behind worker turns them off)
+    partials: bool = True  # send partials (a stretched stream sends none meanwhile)
 
 
 PRESETS: dict[str, PolicyConfig] = {
@@ -101,8 +103,10 @@ CUT_PAUSE = SAMPLE_RATE // 4  # a gap this long after a final word is a clean pl
 DOUBT = 0.5  # a word the model gives less than this probability is final only by age, and later
 DOUBT_WAIT = SAMPLE_RATE  # how much later
 REWIND = SAMPLE_RATE // 2  # a new word that ends this long before the committed ones is the pass going back
-STRETCHED = 3  # a pass that waited this many intervals after it was due is late: the model is shared by too many
-CALM = 5 * SAMPLE_RATE  # after a late pass, partials come back once this much audio had passes on time
+# A pass that began this many intervals after it was due waited for other streams' passes: the
+# shared model is busy (the buffer is kept short), or, at STRETCHED, overloaded (no partials either).
+BUSY, STRETCHED = 1, 3
+CALM = 5 * SAMPLE_RATE  # after a late pass, the stream is busy or stretched for this much audio more
 KEEP_QUIET = SAMPLE_RATE // 2  # cutting in silence keeps this much of the newest audio (onsets the VAD missed)
 
 
@@ -400,7 +404,8 @@ class StreamingPolicy(StreamingTranscriber):
             self._partial_shown = ""
             self._in_flight = False
             self._due_at: int | None = None  # the sample at which the next pass became due
-            self._stretched_until = 0  # a pass came late: no partials until this sample
+            self._busy_until = 0  # passes came late: a short buffer until this sample...
+            self._stretched_until = 0  # ...and no partials until this one
             self._found: list[TranscriptionChunk] = []  # what scheduled passes found, not yet collected
             self._failure: BaseException | None = None
 
@@ -478,10 +483,12 @@ class StreamingPolicy(StreamingTranscriber):
         with self._lock:
             timeline = self.timeline
             self._in_flight = True
-            if self._due_at is not None and timeline.total - self._due_at > STRETCHED * samples_of(
-                self.config.interval_secs
-            ):
-                self._stretched_until = timeline.total + CALM
+            if self._due_at is not None:
+                late = (timeline.total - self._due_at) / samples_of(self.config.interval_secs)
+                if late > BUSY:
+                    self._busy_until = timeline.total + CALM
+                if late > STRETCHED:
+                    self._stretched_until = timeline.total + CALM
             self._due_at = None
             self._last_pass = timeline.total
             self.passes += 1
@@ -539,16 +546,20 @@ class StreamingPolicy(StreamingTranscriber):
         return (timeline.total - max(timeline.committed_end, timeline.start)) / SAMPLE_RATE
 
     @property
+    def confirm_secs(self) -> float:
+        """The longest a word heard waits to be final when its passes come on time (for admission control)."""
+        return self.config.confirm_after_secs
+
+    @property
+    def busy(self) -> bool:
+        """Its passes wait for other streams': every pass counts, and costs about its buffer's length."""
+        return self.timeline.total < self._busy_until
+
+    @property
     def stretched(self) -> bool:
         """Its passes come late (the model is shared by more streams than it keeps up with):
         for now it sends no partials, which passes this far apart would only make stale."""
         return self.timeline.total < self._stretched_until
-
-    # --- knobs a falling-behind worker turns -----------------------------------------------
-
-    def set_pace(self, interval_secs: float, partials: bool) -> None:
-        with self._lock:
-            self.config = replace(self.config, interval_secs=interval_secs, partials=partials)
 
     # --- one pass ------------------------------------------------------------------------------
 
@@ -678,7 +689,7 @@ class StreamingPolicy(StreamingTranscriber):
         """
         timeline = self.timeline
         length = timeline.total - timeline.start
-        if length <= samples_of(self.config.trim_secs):
+        if length <= self._trim_samples():
             return
         cut = self._clean_cut(timed)
         if cut is None and length > samples_of(self.config.max_buffer_secs):
@@ -689,6 +700,10 @@ class StreamingPolicy(StreamingTranscriber):
         if cut is not None:
             timeline.cut(cut)
 
+    def _trim_samples(self) -> int:
+        """`trim_secs`; halved while the stream is busy (see the module docstring)."""
+        return samples_of(self.config.trim_secs / (2 if self.busy else 1))
+
     def _clean_cut(self, timed: bool) -> int | None:
         timeline = self.timeline
         if not timeline.pending and timeline.total - timeline.speech_end() >= samples_of(self.config.pause_secs):
@@ -698,11 +713,12 @@ class StreamingPolicy(StreamingTranscriber):
         # the earliest clean place that brings the buffer under `trim_secs` (the pending words keep as
         # much context as they can: cut a sentence before them and the model mishears them), else the latest
         cuts = []
+        busy = self.busy  # a busy model: any place between two final words will do
         for word, following in itertools.pairwise(timeline.committed):
             paused = not timeline.speech_between(word.end + FRAME, following.start)
-            if SENTENCE_END.search(word.text) or (paused and following.start - word.end >= CUT_PAUSE):
+            if busy or SENTENCE_END.search(word.text) or (paused and following.start - word.end >= CUT_PAUSE):
                 cuts.append((word.end + following.start) // 2)
-        enough = [cut for cut in cuts if timeline.total - cut <= samples_of(self.config.trim_secs)]
+        enough = [cut for cut in cuts if timeline.total - cut <= self._trim_samples()]
         return enough[0] if enough else (cuts[-1] if cuts else None)
 
     def _rest(self) -> None:

@@ -18,8 +18,12 @@ busy its threads were, how often its streams' passes came, and how late final wo
 (the stream's newest audio minus the word's end, when the word became final). A stream
 whose passes come far apart is stretched (the policy decides: `StreamingPolicy.stretched`):
 it sends no partials, which passes this late would only make stale.
-`admission()` refuses a new stream when the measured p95 lateness, plus what one more
-stream would add to every stream's period while the threads are saturated, passes the goal.
+`admission()` refuses a new stream when the measured p95 lateness would pass the goal
+with one more stream: while the replicas are saturated, every stream's pass period grows
+with the number of streams, and the lateness with it; the window's p95 is moved by the
+difference between the window's period and the period one more stream would bring to
+the last `RECENT_SECS`. It also refuses while some stream is stretched now, which comes
+seconds before its late words do.
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ import numpy as np
 from models_app.batching import BACKGROUND, LIVE, BatchRunner, Waiting
 from models_app.engines.base import Engine, PassRequest, PassResult
 
-WINDOW_SECS = 20.0  # measurements older than this are forgotten
+WINDOW_SECS = 10.0  # measurements older than this are forgotten
+RECENT_SECS = 3.0  # the pass period now, for the prediction (the window's lateness lags the load)
 SATURATED = 0.9  # threads busier than this cannot take one more stream's passes for free
 MIN_WORDS = 20  # fewer final words in the window than this say nothing about lateness yet
+MIN_PASSES = 10  # nor fewer passes about what a pass costs
 
 
 class Scheduled(Protocol):
@@ -50,6 +56,8 @@ class Scheduled(Protocol):
     @property
     def stretched(self) -> bool: ...
     @property
+    def confirm_secs(self) -> float: ...
+    @property
     def now(self) -> float: ...
 
 
@@ -60,8 +68,7 @@ class Admission:
 
 
 class PassScheduler(BatchRunner):
-    def __init__(self, engine: Engine, name: str, goal_secs: float = 2.5) -> None:
-        self.goal_secs = goal_secs
+    def __init__(self, engine: Engine, name: str) -> None:
         self._streams: set[Scheduled] = set()
         self._busy: deque[tuple[float, float]] = deque()  # (ended at, thread-seconds) per batch
         self._late: deque[tuple[float, float]] = deque()  # (at, seconds) per final word
@@ -125,32 +132,58 @@ class PassScheduler(BatchRunner):
                 self._passes.popleft()
             streams = len(self._streams)
             window = max(min(WINDOW_SECS, now - self._since), 1e-3)
+            recent = sum(1 for at in self._passes if at >= now - RECENT_SECS)
+            busy = sum(secs for _, secs in self._busy)
+            recent_busy = sum(secs for at, secs in self._busy if at >= now - RECENT_SECS)
             late = np.array([seconds for _, seconds in self._late])
             return {
                 "streams": streams,
                 "stretched": sum(1 for stream in self._streams if stream.stretched),
-                "busy": round(sum(secs for _, secs in self._busy) / (window * max(self.engine.parallel, 1)), 3),
+                "busy": round(busy / (window * max(self.engine.parallel, 1)), 3),
+                # what a pass costs now (passes grow dearer as the buffers of new streams grow)
+                "pass_cost_secs": round(recent_busy / recent, 3) if recent >= MIN_PASSES else None,
+                "confirm_secs": min((stream.confirm_secs for stream in self._streams), default=None),
                 "pass_period_secs": round(streams * window / len(self._passes), 2) if self._passes else None,
+                "recent_pass_period_secs": round(streams * min(RECENT_SECS, window) / recent, 2) if recent else None,
                 "final_p50_secs": round(float(np.percentile(late, 50)), 2) if len(late) else None,
                 "final_p95_secs": round(float(np.percentile(late, 95)), 2) if len(late) else None,
                 "final_words": len(late),
             }
 
-    def admission(self) -> Admission:
-        """Whether one more stream keeps the final words within the goal, as measured."""
+    def admission(self, goal_secs: float) -> Admission:
+        """Whether one more stream keeps the final words' p95 lateness within `goal_secs`, as measured."""
         load = self.load()
         streams, p95 = load["streams"], load["final_p95_secs"]
-        if self.goal_secs <= 0:
+        if goal_secs <= 0:
             return Admission(True, "admission control is off (ADMISSION_P95_SECS=0)")
         if not streams or p95 is None or load["final_words"] < MIN_WORDS:
             return Admission(True, "too little measured yet to refuse")
-        added = load["pass_period_secs"] / streams if load["busy"] >= SATURATED and load["pass_period_secs"] else 0.0
-        if p95 + added > self.goal_secs:
+        predicted = p95
+        period, now = load["pass_period_secs"], load["recent_pass_period_secs"]
+        saturated = load["busy"] >= SATURATED and period and now
+        if saturated:
+            # the period grows with the streams: one more makes every pass come this much later
+            predicted = p95 - period + now * (streams + 1) / streams
+        if load["pass_cost_secs"] is not None and load["confirm_secs"] is not None:
+            # where it settles (the measured p95 lags a fast ramp): a word waits up to `confirm_secs`, then
+            # for its stream's turn, which comes once every stream has had one, and for its pass
+            cost = load["pass_cost_secs"]
+            turn = (streams + 1) * cost / max(self.engine.parallel, 1)
+            if saturated:
+                turn = max(turn, now * (streams + 1) / streams)
+            predicted = max(predicted, load["confirm_secs"] + turn + cost)
+        if predicted > goal_secs:
             return Admission(
                 False,
                 f"{self.name} is at capacity: with {streams} live sessions, final subtitles come "
-                f"{p95:.1f} s after the speech (p95 over the last {WINDOW_SECS:.0f} s), and one more "
-                f"would pass the {self.goal_secs:.1f} s goal",
+                f"{p95:.1f} s after the speech (p95 over the last {WINDOW_SECS:.0f} s), and with one more "
+                f"about {predicted:.1f} s, over the {goal_secs:.1f} s goal",
+            )
+        if load["stretched"]:
+            return Admission(
+                False,
+                f"{self.name} is at capacity: {load['stretched']} of its {streams} live sessions wait for "
+                f"their turns (their subtitles are coming late)",
             )
         return Admission(True, f"final subtitles come {p95:.1f} s after the speech (p95), within the goal")
 

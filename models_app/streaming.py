@@ -83,6 +83,3 @@ class StreamingTranscriber(abc.ABC):
     @abc.abstractmethod
     def reset(self) -> None:
         """Forget everything and start again at media time 0."""
-
-    def set_pace(self, interval_secs: float, partials: bool) -> None:  # noqa: B027 - optional, no-op by default
-        """A worker falling behind asks for fewer passes and/or no partials."""
