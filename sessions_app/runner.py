@@ -11,15 +11,12 @@ When a session completes, the worker makes its `final` transcript in the backgro
 offline pass over the whole recording at BACKGROUND priority (it never slows a live pass),
 written in one transaction, then announced to the session's group.
 
-Falling behind real time never builds unbounded lag: the run degrades in steps,
-reported in every status (`degraded`, `lag_secs`) and on the row:
-
-    level 0  lag < 1.5 s   as the preset says
-    level 1  lag >= 1.5 s  the buffer is re-transcribed half as often
-    level 2  lag >= 3 s    a quarter as often, and no partials
-    level 3  lag >= 10 s   the audio behind is skipped (counted in `skipped_secs`)
-
-and it steps back down when the lag has halved.
+Inference never holds up the intake: the model's pass scheduler (`models_app.scheduler`)
+runs each stream's passes when due, and the run collects what they found every tick.
+A shared model that cannot keep up stretches every stream's passes alike; such a stream
+reports `degraded` 1 (no partials) in its status and on the row. Should the run itself
+fall `SKIP_AFTER_SECS` behind the clock (a starved machine), the audio behind is skipped,
+counted in `skipped_secs`, with `degraded` 2.
 
 The database never stalls the play: finals are written by a background writer (and
 announced once saved, in order), so a database locked for a minute delays the saved
@@ -38,7 +35,6 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,10 +48,12 @@ from django.utils import timezone
 from media_app.live import finish_live_media
 from media_app.wavfile import GrowingWav
 from models_app.batching import BACKGROUND
+from models_app.policy import StreamingPolicy
 from models_app.registry import ModelError, registry
-from models_app.streaming import SAMPLE_RATE, StreamingTranscriber, TranscriptionChunk, Word
+from models_app.streaming import SAMPLE_RATE, TranscriptionChunk, Word
 from models_app.transcript import CueBuilder, CuePiece
 from sessions_app import events
+from sessions_app.capacity import WorkerLoad
 from sessions_app.models import (
     ENDED,
     LIVE,
@@ -76,15 +74,10 @@ STATUS_SECS = 1.0
 REFRESH_SECS = 0.5  # how often the worker re-reads its sessions' clocks from the database
 
 
-@dataclass(frozen=True)
-class Level:
-    lag_secs: float  # entered at this lag
-    interval_factor: float
-    partials: bool
-
-
-LEVELS = [Level(0.0, 1.0, True), Level(1.5, 2.0, True), Level(3.0, 4.0, False), Level(10.0, 4.0, False)]
-SKIP_KEEPS_SECS = 2.0  # at level 3, the audio older than this behind the clock is skipped
+SKIP_AFTER_SECS = 10.0  # the run this far behind the clock skips audio...
+SKIP_KEEPS_SECS = 2.0  # ...all but this much of it
+SKIPPED_SHOWN_SECS = 10.0  # a run that skipped audio says so (degraded 2) for this long
+FEED_THREADS = 4  # read and push the sessions' audio
 FINAL_PASSES_AT_ONCE = 2  # each holds a pool thread while it waits behind live passes
 # The database may be locked (SQLite, past its 30 s timeout) or gone a while (PostgreSQL
 # restarting): a state change is tried again for this long before the session gives up.
@@ -149,6 +142,8 @@ class SessionRun:
         self.session = session
         self.level = 0
         self.skipped_secs = 0.0
+        self.feed_lag_secs = 0.0  # the clock's position minus the audio pushed into the stream
+        self.skipped_at = -SKIPPED_SHOWN_SECS  # when audio was last skipped (monotonic)
         self.lag_secs = 0.0
         self.fed = 0  # samples pushed into the stream
         self.index = 0  # of the next live row
@@ -171,6 +166,7 @@ class SessionRun:
         session = self.session
         source: GrowingWav | None = None
         feed: StreamFeed | None = None
+        stream: StreamingPolicy | None = None
         try:
             stream = await self.worker.in_thread(
                 registry.create_transcriber,
@@ -179,6 +175,7 @@ class SessionRun:
                 target_language=session.target_language or None,
                 preset=session.preset,
             )
+            stream.schedule()
             path = await database_sync_to_async(lambda: session.media.path if session.media else None)()
             if path is None or not path.exists():
                 raise ModelError("The recording of this session has been deleted.")
@@ -199,6 +196,8 @@ class SessionRun:
             with contextlib.suppress(TransitionError):
                 await retrying(session.fail, message)
         finally:
+            if stream is not None:
+                stream.close()
             if feed is not None:
                 await feed.close()
             if source is not None:
@@ -210,9 +209,8 @@ class SessionRun:
                 with contextlib.suppress(Exception):  # the rows that can still be saved are
                     await self.writer
 
-    async def play(self, stream: StreamingTranscriber, source: GrowingWav, feed: StreamFeed | None = None) -> None:
+    async def play(self, stream: StreamingPolicy, source: GrowingWav, feed: StreamFeed | None = None) -> None:
         session = self.session
-        base_interval = getattr(getattr(stream, "config", None), "interval_secs", 0.5)
         next_status = 0.0
         watch = InputWatch(session) if session.is_live_source else None
         while True:
@@ -231,19 +229,17 @@ class SessionRun:
             # rounded, not truncated: int(n / 16000 * 16000) is n - 1 for some n, and the last sample never came
             frames = source.frames  # a live recording grows
             target = min(round(session.position(now) * SAMPLE_RATE), frames)
+            feed_lag = (target - self.fed) / SAMPLE_RATE
+            if feed_lag > SKIP_AFTER_SECS:
+                skip = target - int(SKIP_KEEPS_SECS * SAMPLE_RATE) - self.fed
+                await self.push(stream, np.zeros(skip, np.float32))  # keeps the stream's clock; no passes on silence
+                self.skipped_secs += skip / SAMPLE_RATE
+                self.skipped_at = time.monotonic()
+                log.warning("session %s: %.1f s behind, skipped %.1f s of audio", self.id, feed_lag, skip / SAMPLE_RATE)
             if target > self.fed:
-                self.lag_secs = (target - self.fed) / SAMPLE_RATE
-                await self.adapt(stream, base_interval)
-                if self.level == 3 and self.lag_secs > SKIP_KEEPS_SECS:
-                    skip = target - int(SKIP_KEEPS_SECS * SAMPLE_RATE) - self.fed
-                    await self.push(
-                        stream, np.zeros(skip, np.float32)
-                    )  # keeps the stream's clock; no passes on silence
-                    self.skipped_secs += skip / SAMPLE_RATE
-                    log.warning(
-                        "session %s: %.1f s behind, skipped %.1f s of audio", self.id, self.lag_secs, skip / SAMPLE_RATE
-                    )
                 await self.push(stream, await self.worker.in_thread(source.read, self.fed, target))
+            await self.publish(stream.collect())
+            self.note_pace(stream, feed_lag)
             if self.played_all(frames) and session.state == State.RUNNING:
                 await self.publish(await self.worker.in_thread(stream.finalize))
                 await self.saved()
@@ -255,6 +251,16 @@ class SessionRun:
                 next_status = time.monotonic() + STATUS_SECS
                 await self.send_status()
             await asyncio.sleep(TICK_SECS)
+
+    def note_pace(self, stream: StreamingPolicy, feed_lag: float) -> None:
+        """How far behind the audio the final words are, and the degradation level it means."""
+        self.feed_lag_secs = feed_lag
+        self.lag_secs = feed_lag + stream.behind_secs
+        level = 2 if time.monotonic() - self.skipped_at < SKIPPED_SHOWN_SECS else int(stream.stretched)
+        if level != self.level:
+            log.info("session %s: degradation level %d -> %d", self.id, self.level, level)
+            self.level = level
+            self.session.degraded = level  # saved on the row with the next heartbeat
 
     def finish_recording(self) -> None:
         """A live session's recording keeps what the session played, however it ended."""
@@ -272,23 +278,11 @@ class SessionRun:
             frames, round(session.duration_secs * SAMPLE_RATE)
         )
 
-    async def push(self, stream: StreamingTranscriber, samples: np.ndarray) -> None:
+    async def push(self, stream: StreamingPolicy, samples: np.ndarray) -> None:
         if len(samples):
             chunk = await self.worker.in_thread(stream.push_audio, samples)
             self.fed += len(samples)
             await self.publish(chunk)
-
-    async def adapt(self, stream: StreamingTranscriber, base_interval: float) -> None:
-        level = self.level
-        while level + 1 < len(LEVELS) and self.lag_secs >= LEVELS[level + 1].lag_secs:
-            level += 1
-        while level > 0 and self.lag_secs < LEVELS[level].lag_secs / 2:
-            level -= 1
-        if level != self.level:
-            log.info("session %s: lag %.1f s, degradation level %d -> %d", self.id, self.lag_secs, self.level, level)
-            self.level = level
-            stream.set_pace(base_interval * LEVELS[level].interval_factor, LEVELS[level].partials)
-            self.session.degraded = level  # saved on the row with the next heartbeat
 
     async def publish(self, chunk: TranscriptionChunk) -> None:
         """Queue the chunk's finals for the writer (announced once saved); the partial goes out now."""
@@ -353,6 +347,7 @@ class SessionRun:
             return  # a status is only news; the next one comes in a second
         status = events.status(self.session, self.session.position(), clients, self.lag_secs)
         status["skipped_secs"] = round(self.skipped_secs, 1)
+        status["feed_lag_secs"] = round(self.feed_lag_secs, 2)
         await events.publish_async(self.id, status)
 
 
@@ -363,8 +358,10 @@ class SessionWorker:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.capacity = capacity or settings.WORKER_CAPACITY or settings.MAX_CONCURRENT_SESSIONS
         self.runs: dict[int, SessionRun] = {}
-        # pushes wait in the model's batch runner, so each live session may hold a thread
-        self.executor = ThreadPoolExecutor(max_workers=self.capacity + 4, thread_name_prefix=f"session-{self.id}")
+        # reads and pushes are short (passes run in the model's scheduler); a final pass waits in one
+        self.executor = ThreadPoolExecutor(
+            max_workers=FEED_THREADS + FINAL_PASSES_AT_ONCE, thread_name_prefix=f"session-{self.id}"
+        )
         self._room = asyncio.Event()
         self.final_passes: dict[int, asyncio.Task[None]] = {}  # by session id
         self._final_slots = asyncio.Semaphore(FINAL_PASSES_AT_ONCE)
@@ -502,6 +499,7 @@ class SessionWorker:
     def _beat(self, levels: dict[int, int]) -> None:
         """Heartbeats for the sessions this worker still runs (one whose task has died stops
         beating, and the sweeper ends it), with their degradation levels; then the sweep."""
+        WorkerLoad.record(self.id, self.capacity, len(levels), registry.loads())
         now = timezone.now()
         for level in set(levels.values()):
             ids = [pk for pk, at in levels.items() if at == level]
@@ -529,6 +527,8 @@ class SessionWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.executor.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(Exception):  # a database that is gone keeps a row that soon stops counting
+            await database_sync_to_async(WorkerLoad.gone)(self.id)
 
 
 class InputWatch:
