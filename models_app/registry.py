@@ -104,7 +104,7 @@ class ModelRegistry:
                     raise ModelError(str(exc)) from None
                 loaded = Loaded(
                     engine=engine,
-                    runner=PassScheduler(engine, model_id, settings.ADMISSION_P95_SECS),
+                    runner=PassScheduler(engine, model_id),
                     memory_bytes=max(psutil.Process().memory_info().rss - rss, 0),
                     load_secs=time.perf_counter() - started,
                 )
@@ -152,7 +152,7 @@ class ModelRegistry:
         """Each loaded model's measured load, and whether it admits one more stream (and why)."""
         loads = {}
         for model_id, loaded in list(self._loaded.items()):
-            admission = loaded.runner.admission()
+            admission = loaded.runner.admission(settings.ADMISSION_P95_SECS)
             loads[model_id] = {**loaded.runner.load(), "admits": admission.admits, "reason": admission.reason}
         return loads
 

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from sessions_app.models import TranscriptionSession, TranscriptSegment, TransitionError
+from sessions_app.models import TranscriptionSession, TranscriptSegment, TransitionError, WorkerLoad
 from transcriber_site.models import is_operator
 
 
@@ -78,3 +78,26 @@ class SessionAdmin(admin.ModelAdmin[TranscriptionSession]):
     @admin.action(description="Resume the selected sessions", permissions=["operate"])
     def resume_sessions(self, request: HttpRequest, queryset: QuerySet[TranscriptionSession]) -> None:
         self._each(request, queryset, "resume")
+
+
+@admin.register(WorkerLoad)
+class WorkerLoadAdmin(admin.ModelAdmin[WorkerLoad]):
+    """What each worker's pass schedulers measured at its last heartbeat (read only)."""
+
+    list_display = ["worker_id", "beat_at", "sessions", "capacity", "load"]
+    readonly_fields = [f.name for f in WorkerLoad._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WorkerLoad | None = None) -> bool:
+        return False
+
+    @admin.display(description="models")
+    def load(self, worker: WorkerLoad) -> str:
+        return "; ".join(
+            f"{model_id}: {m['streams']} streams, {m['busy']:.0%} busy, final p95 "
+            f"{m['final_p95_secs'] if m['final_p95_secs'] is not None else '-'} s"
+            f"{'' if m['admits'] else ', refusing'}"
+            for model_id, m in worker.models_load.items()
+        )

@@ -496,3 +496,6 @@ def announce_new_session(
     """A new session's card goes to the open Browse pages (its changes go from _transition)."""
     if created:
         instance._announce_listed()
+
+
+from sessions_app.capacity import WorkerLoad  # noqa: E402, F401  (a model of this app, in its own module)

@@ -22,7 +22,7 @@ from media_app.wavfile import GrowingWav
 from models_app.policy import DEFAULT_PRESET, PRESETS
 from models_app.registry import ModelError, preset_config, registry
 from models_app.transcript import CONTENT_TYPES, FORMATS, render
-from sessions_app import events
+from sessions_app import capacity, events
 from sessions_app.models import (
     LIVE,
     Listener,
@@ -82,6 +82,7 @@ async def health(request: HttpRequest) -> HttpResponse:
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
             "loop_lag": probe.stats(),
             "supervised": statuses(),
+            "workers": await sync_to_async(capacity.loads)(),
         }
     )
 
@@ -130,6 +131,8 @@ def create_session(request: HttpRequest) -> HttpResponse:
         preset_config(new.preset)
     except ModelError as exc:
         raise ApiError(400, str(exc)) from None
+    if reason := capacity.refusal(new.model_id):
+        raise ApiError(429, reason)
     media = recording_of(new) if new.source == Source.RECORDING else None
     live_name = live_recording_name(new) if media is None else ""  # a stream is probed first
     with transaction.atomic():

@@ -106,6 +106,10 @@ WORKER_HEARTBEAT_TIMEOUT_SECS = env.float("WORKER_HEARTBEAT_TIMEOUT_SECS", defau
 SESSION_START_TIMEOUT_SECS = env.float("SESSION_START_TIMEOUT_SECS", default=30.0)
 # Sessions one worker process runs at most (0: MAX_CONCURRENT_SESSIONS).
 WORKER_CAPACITY = env.int("WORKER_CAPACITY", default=0)
+# Admission control (sessions_app.capacity): a new session is refused (429) when the model's
+# final subtitles, as measured, would come later than this after the speech (p95) with one
+# more session. 0 turns the check off.
+ADMISSION_P95_SECS = env.float("ADMISSION_P95_SECS", default=2.5)
 # Listeners one session takes (over all web processes), and WebSocket connections one client
 # address may hold open in one web process (a class behind one NAT is one address); 0: no limit.
 MAX_LISTENERS_PER_SESSION = env.int("MAX_LISTENERS_PER_SESSION", default=200)
