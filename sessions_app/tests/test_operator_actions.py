@@ -196,7 +196,7 @@ async def test_health_gives_anonymous_callers_counts_only(async_client, async_op
 
     counts = {"server", "peers", "audio_sources", "audio_listeners", "listeners", "live_sessions"}
     assert set(anonymous) == counts
-    assert set(operator) == counts | {"tasks", "rss_mb", "loop_lag", "supervised"}
+    assert set(operator) == counts | {"tasks", "rss_mb", "loop_lag", "supervised", "workers"}
 
 
 def test_each_session_gets_its_own_share_key(world, make_media):
