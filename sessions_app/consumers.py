@@ -134,7 +134,35 @@ COUNT_PUSH_SECS = 0.5
 listener_counts = ListenerCounts()
 
 
-class SessionConsumer(AsyncWebsocketConsumer):
+class CountedSocket(AsyncWebsocketConsumer):
+    """A socket counted against MAX_SOCKETS_PER_ADDRESS, whose `release()` runs once however it ends."""
+
+    address: str | None = None  # counted in sockets_by_address while open
+    cleaned = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.shield(self.clean_up())
+
+    async def admitted(self) -> bool:
+        """Count this socket against its address; False (the handshake refused with 429) when it is full."""
+        self.address = await admit_address(self.scope, self.base_send)
+        return self.address is not None
+
+    async def clean_up(self) -> None:
+        if self.cleaned:
+            return
+        self.cleaned = True
+        release_address(self.address)
+        await self.release()
+
+    async def release(self) -> None:
+        """What this socket holds besides its count."""
+
+
+class SessionConsumer(CountedSocket):
     session_id: int | None = None
     pc: RTCPeerConnection | None = None
     track: ListenerTrack | None = None
@@ -143,18 +171,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
     linger: asyncio.Task[None] | None = None
     publisher: microphone.Publisher | None = None  # this socket's microphone, while it sends one
     claimed = False  # this socket may be the session's publisher (in the database): release it when done
-    cleaned = False
-    address: str | None = None  # counted in sockets_by_address while open
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await asyncio.shield(self.clean_up())
 
     async def connect(self) -> None:
-        self.address = await admit_address(self.scope, self.base_send)
-        if self.address is None:
+        if not await self.admitted():
             return
         await self.accept()
         session_id = self.scope["url_route"]["kwargs"].get("session_id")
@@ -164,12 +183,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         await self.clean_up()
 
-    async def clean_up(self) -> None:
-        """Release what this socket holds; once, however the socket ended."""
-        if self.cleaned:
-            return
-        self.cleaned = True
-        release_address(self.address)
+    async def release(self) -> None:
         if self.linger is not None:
             self.linger.cancel()
         steps = [self.close_peer(), self.stop_publishing()]
@@ -499,7 +513,7 @@ def browser_candidate(message: dict[str, Any]) -> dict[str, Any] | None:
     return candidate
 
 
-class SessionListConsumer(AsyncWebsocketConsumer):
+class SessionListConsumer(CountedSocket):
     """`/ws/sessions`: the Browse tab hears of session changes instead of polling the list.
 
     What it hears is what the list shows this visitor (transcriber_site.access): operators
@@ -512,20 +526,11 @@ class SessionListConsumer(AsyncWebsocketConsumer):
     {"type": "count", "id", "client_count"} keep its cards. `ping` gets `pong`.
     """
 
-    address: str | None = None  # counted in sockets_by_address while open
     group: str | None = None
     joined_at = 0.0  # time.monotonic() of the last group_add
-    cleaned = False
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await asyncio.shield(self.clean_up())
 
     async def connect(self) -> None:
-        self.address = await admit_address(self.scope, self.base_send)
-        if self.address is None:
+        if not await self.admitted():
             return
         refusal, group = await database_sync_to_async(self.access)(self.scope.get("user") or AnonymousUser())
         if refusal is not None:
@@ -549,11 +554,7 @@ class SessionListConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         await self.clean_up()
 
-    async def clean_up(self) -> None:
-        if self.cleaned:
-            return
-        self.cleaned = True
-        release_address(self.address)
+    async def release(self) -> None:
         if self.group is not None:
             try:
                 await self.channel_layer.group_discard(self.group, self.channel_name)
