@@ -18,12 +18,14 @@ busy its threads were, how often its streams' passes came, and how late final wo
 (the stream's newest audio minus the word's end, when the word became final). A stream
 whose passes come far apart is stretched (the policy decides: `StreamingPolicy.stretched`):
 it sends no partials, which passes this late would only make stale.
-`admission()` refuses a new stream when the measured p95 lateness would pass the goal
-with one more stream: while the replicas are saturated, every stream's pass period grows
-with the number of streams, and the lateness with it; the window's p95 is moved by the
-difference between the window's period and the period one more stream would bring to
-the last `RECENT_SECS`. It also refuses while some stream is stretched now, which comes
-seconds before its late words do.
+`admission()` refuses a new stream when the final words' p95 lateness would pass the goal
+with one more stream. The window's p95 lags a fast ramp, so the prediction takes the
+larger of two figures. One is the window's p95, moved by the period one more stream
+would bring to the passes of the last `RECENT_SECS` while the replicas are saturated.
+The other is where the lateness settles: a word waits up to the policy's
+`confirm_after_secs`, then for its stream's turn, which comes once every stream has had
+a pass at what a pass costs now, then for its pass. It also refuses while some stream
+is stretched, which comes seconds before its late words do.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from models_app.batching import BACKGROUND, LIVE, BatchRunner, Waiting
-from models_app.engines.base import Engine, PassRequest, PassResult
+from models_app.engines.base import Engine, PassResult
 
 WINDOW_SECS = 10.0  # measurements older than this are forgotten
 RECENT_SECS = 3.0  # the pass period now, for the prediction (the window's lateness lags the load)
@@ -186,6 +188,3 @@ class PassScheduler(BatchRunner):
                 f"their turns (their subtitles are coming late)",
             )
         return Admission(True, f"final subtitles come {p95:.1f} s after the speech (p95), within the goal")
-
-
-__all__ = ["BACKGROUND", "LIVE", "Admission", "PassRequest", "PassScheduler"]
