@@ -4,11 +4,12 @@
 
 For buffers of 3, 6 and 12 s of recorded speech (the evaluation set's `two_cities`), one
 `WhisperEngine.transcribe` call of 1, 4 and 8 passes: wall and CPU time per call and per
-pass. On the CPU the cost per pass does not fall with the batch (CTranslate2's encoder
-runs each item on the replica's one thread), while the batch's first pass waits for its
-last; so on the CPU the engine takes one pass per call and the pass scheduler gives each
-replica the most urgent one. The cost grows with the buffer's length, which is why an
-overloaded stream keeps a shorter buffer (`StreamingPolicy._trim_samples`).
+pass. On the CPU the cost per pass falls little with the batch (0.75x to 1x here:
+CTranslate2's encoder runs each item on the replica's one thread), while the batch's
+first pass waits for its last (3 to 8 times as long); so on the CPU the engine takes one
+pass per call and the pass scheduler gives each replica the most urgent one. The cost
+grows with the buffer's length, which is why a busy stream keeps a shorter buffer
+(`StreamingPolicy._trim_samples`).
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def languages_of(location: str) -> list[str]:
 
 
 class WhisperEngine(Engine):
-    max_batch = 8  # on the GPU; on the CPU a batch costs what its passes cost one by one (set in __init__)
+    max_batch = 8  # on the GPU; 1 on the CPU (set in __init__)
 
     @classmethod
     def missing_files(cls, location: Path | str) -> str | None:
@@ -111,8 +111,8 @@ class WhisperEngine(Engine):
         # single-threaded replica per core running its own batch nearly doubles throughput
         # on two cores (bench/streaming.py). 0 means that default.
         self.parallel = workers or (1 if device == "cuda" else os.cpu_count() or 1)
-        # on the CPU a batch of passes costs what they cost one by one (bench/whisper_batch.py), and its
-        # first pass waits for the last: the scheduler gives each replica the most urgent pass alone
+        # on the CPU a batch saves little per pass (bench/whisper_batch.py: 0.75x to 1x), and its first
+        # pass waits 3 to 8 times as long, for the last: the scheduler gives each replica the most urgent alone
         self.max_batch = 8 if device == "cuda" else 1
         threads = threads or (4 if device == "cuda" else 1)
         self.model = WhisperModel(
