@@ -476,7 +476,7 @@ class StreamingPolicy(StreamingTranscriber):
                 self._due_at = timeline.total  # (while the last pass still runs, too: it is late from here)
             if self._in_flight:
                 return None
-            return (timeline.total - max(timeline.committed_end, timeline.start)) / SAMPLE_RATE
+            return self._unconfirmed_age()
 
     def begin_pass(self, final: bool = False) -> Pass:
         """The request for a pass over the buffer as it is now."""
@@ -537,13 +537,15 @@ class StreamingPolicy(StreamingTranscriber):
     def _unconfirmed(self) -> bool:
         return bool(self.timeline.pending or self.timeline.unconfirmed_speech())
 
+    def _unconfirmed_age(self) -> float:
+        """Seconds of audio since the last final word (or the buffer's start)."""
+        timeline = self.timeline
+        return (timeline.total - max(timeline.committed_end, timeline.start)) / SAMPLE_RATE
+
     @property
     def behind_secs(self) -> float:
         """How far the final words are behind the newest audio, when words are waiting to be final."""
-        timeline = self.timeline
-        if not self._unconfirmed():
-            return 0.0
-        return (timeline.total - max(timeline.committed_end, timeline.start)) / SAMPLE_RATE
+        return self._unconfirmed_age() if self._unconfirmed() else 0.0
 
     @property
     def confirm_secs(self) -> float:

@@ -152,8 +152,9 @@ class ModelRegistry:
         """Each loaded model's measured load, and whether it admits one more stream (and why)."""
         loads = {}
         for model_id, loaded in list(self._loaded.items()):
-            admission = loaded.runner.admission(settings.ADMISSION_P95_SECS)
-            loads[model_id] = {**loaded.runner.load(), "admits": admission.admits, "reason": admission.reason}
+            load = loaded.runner.load()
+            admission = loaded.runner.admission(settings.ADMISSION_P95_SECS, load)
+            loads[model_id] = {**load, "admits": admission.admits, "reason": admission.reason}
         return loads
 
     def describe(self, model_id: str) -> dict[str, Any]:

@@ -152,27 +152,28 @@ class PassScheduler(BatchRunner):
                 "final_words": len(late),
             }
 
-    def admission(self, goal_secs: float) -> Admission:
-        """Whether one more stream keeps the final words' p95 lateness within `goal_secs`, as measured."""
-        load = self.load()
+    def admission(self, goal_secs: float, load: dict[str, Any] | None = None) -> Admission:
+        """Whether one more stream keeps the final words' p95 lateness within `goal_secs`, as measured
+        (by `load()`, or the `load` the caller has just taken)."""
+        load = self.load() if load is None else load
         streams, p95 = load["streams"], load["final_p95_secs"]
         if goal_secs <= 0:
             return Admission(True, "admission control is off (ADMISSION_P95_SECS=0)")
         if not streams or p95 is None or load["final_words"] < MIN_WORDS:
             return Admission(True, "too little measured yet to refuse")
         predicted = p95
-        period, now = load["pass_period_secs"], load["recent_pass_period_secs"]
-        saturated = load["busy"] >= SATURATED and period and now
+        period, recent_period = load["pass_period_secs"], load["recent_pass_period_secs"]
+        saturated = load["busy"] >= SATURATED and period and recent_period
         if saturated:
             # the period grows with the streams: one more makes every pass come this much later
-            predicted = p95 - period + now * (streams + 1) / streams
+            predicted = p95 - period + recent_period * (streams + 1) / streams
         if load["pass_cost_secs"] is not None and load["confirm_secs"] is not None:
             # where it settles (the measured p95 lags a fast ramp): a word waits up to `confirm_secs`, then
             # for its stream's turn, which comes once every stream has had one, and for its pass
             cost = load["pass_cost_secs"]
             turn = (streams + 1) * cost / max(self.engine.parallel, 1)
             if saturated:
-                turn = max(turn, now * (streams + 1) / streams)
+                turn = max(turn, recent_period * (streams + 1) / streams)
             predicted = max(predicted, load["confirm_secs"] + turn + cost)
         if predicted > goal_secs:
             return Admission(
