@@ -108,15 +108,10 @@ def listener_count(session_id: int, client_count: int) -> dict[str, Any]:
 
 
 async def publish_listed_async(for_listers: dict[str, Any], for_operators: dict[str, Any] | None = None) -> None:
-    """Send to the Browse pages: `for_listers` to visitors, `for_operators` (or the same) to operators."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
+    """Send to the Browse pages: `for_listers` to visitors, `for_operators` (or the same) to operators.
+    Only news: pages that miss it catch up at their next fetch of the list."""
     for name, event in ((LISTERS_GROUP, for_listers), (OPERATORS_GROUP, for_operators or for_listers)):
-        try:
-            await layer.group_send(name, event)
-        except Exception as exc:  # only news: the pages catch up at their next fetch of the list
-            log.warning("could not tell the Browse pages (%s): %r", name, exc)
+        await _send_to_group(name, event, f"could not tell the Browse pages ({name})")
 
 
 def publish_listed(for_listers: dict[str, Any], for_operators: dict[str, Any] | None = None) -> None:
@@ -126,13 +121,18 @@ def publish_listed(for_listers: dict[str, Any], for_operators: dict[str, Any] | 
 async def publish_async(session_id: int, event: dict[str, Any]) -> None:
     """Send to the session's group. A channel layer that is down (Redis gone) loses the event,
     never the session: what it announces is saved, and a listener resyncs from the API."""
+    await _send_to_group(group(session_id), event, f"session {session_id}: could not publish {event.get('type')}")
+
+
+async def _send_to_group(name: str, event: dict[str, Any], failed: str) -> None:
+    """group_send that logs `failed` and goes on when the channel layer is down."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        await layer.group_send(group(session_id), event)
+        await layer.group_send(name, event)
     except Exception as exc:
-        log.warning("session %s: could not publish %s: %r", session_id, event.get("type"), exc)
+        log.warning("%s: %r", failed, exc)
 
 
 def publish(session_id: int, event: dict[str, Any]) -> None:
