@@ -80,33 +80,43 @@ def test_full_workers_refuse_and_silent_ones_do_not_count(make_media, admission_
 
 
 async def test_a_worker_beats_its_measured_load_and_its_refusal_reaches_the_api(
-    make_media, admission_on, settings, async_operator_client, monkeypatch
+    make_media, admission_on, settings, async_operator_client
 ):
     settings.WORKER_HEARTBEAT_SECS = 0.2
-    media = await database_sync_to_async(make_media)(3.0)
+    media = await database_sync_to_async(make_media)(12.0)  # still playing while the test reads its beats
     session = await database_sync_to_async(new_session)(media)
     runner = registry.loaded("whisper").runner
     async with GroupListener(session.pk) as listener, running_worker() as running:
         await start(session)
         await listener.until("session.subtitle")
-        await asyncio.sleep(0.5)
-        row = await database_sync_to_async(WorkerLoad.objects.get)(worker_id=running.id)
-        load = row.models_load["whisper"]
-        assert row.sessions == 1 and load["streams"] == 1 and load["admits"]
+        row = await beat(running.id, lambda row: row.models_load.get("whisper", {}).get("streams") == 1)
+        assert row.sessions == 1 and row.models_load["whisper"]["admits"]
         # the measurements say every final word comes 4 s late: the next beat refuses
         now = time.monotonic()
         with runner._ready:
             runner._late.extend((now, 4.0) for _ in range(scheduler.MIN_WORDS))
-        await asyncio.sleep(0.5)
+        await beat(running.id, lambda row: not row.models_load["whisper"]["admits"])
         response = await async_operator_client.post(
             "/api/sessions", json.dumps({"model_id": "whisper", "media_id": media.id}), content_type="application/json"
         )
         assert response.status_code == 429
         assert "final subtitles come 4.0 s after the speech" in response.json()["error"]
+        assert (await async_operator_client.delete(f"/api/sessions/{session.pk}")).status_code == 200
         await listener.until("session.end", timeout=30)
     with runner._ready:
         runner._late.clear()
     assert not await database_sync_to_async(WorkerLoad.objects.filter(worker_id=running.id).exists)()
+
+
+async def beat(worker_id: str, showing, timeout: float = 10.0) -> WorkerLoad:
+    """The worker's next heartbeat row that shows what the test waits for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = await database_sync_to_async(WorkerLoad.objects.filter(worker_id=worker_id).first)()
+        if row is not None and showing(row):
+            return row
+        assert time.monotonic() < deadline, f"no beat showed it in {timeout} s; the last: {row and row.models_load}"
+        await asyncio.sleep(0.1)
 
 
 def test_health_shows_operators_the_workers_load(operator_client, client):
