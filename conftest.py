@@ -22,6 +22,17 @@ def no_admission_control(settings) -> None:  # type: ignore[no-untyped-def]
     settings.ADMISSION_P95_SECS = 0.0
 
 
+@pytest.fixture(autouse=True)
+def no_diarization(tmp_path: Path, settings):  # type: ignore[no-untyped-def]
+    """No speaker model unless a test installs one (a downloaded model does not change what tests see)."""
+    from models_app import diarization
+
+    settings.DIAR_MODEL_PATH = str(tmp_path / "no-sortformer")
+    diarization.reset_for_tests()
+    yield
+    diarization.reset_for_tests()
+
+
 @pytest.fixture
 def operator(db):  # type: ignore[no-untyped-def]
     """A user with the operate permission (the `Operators` group), as `create_operator` makes one."""

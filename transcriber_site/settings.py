@@ -89,7 +89,13 @@ CANARY_MODEL_PATH = Path(env.str("CANARY_MODEL_PATH", default=str(BASE_DIR / "mo
 WHISPER_MODEL = env.str("WHISPER_MODEL", default="")  # empty: the bundled tiny.en
 # Which ONNX files Parakeet and Canary load: auto (int8 when present), int8, or fp32.
 ONNX_PRECISION = env.str("ONNX_PRECISION", default="auto")
-DIAR_MODEL_PATH = env.str("DIAR_MODEL_PATH", default="")
+# Speaker diarization (streaming Sortformer): the export's file, or the directory that holds it;
+# absent, sessions have no speakers. DIAR_LATENCY: low (speakers known 1.04 s after the audio) or
+# high (10 s, a tenth of the model's work per second; finals wait for their speakers).
+DIAR_MODEL_PATH = env.str("DIAR_MODEL_PATH", default=str(BASE_DIR / "models" / "sortformer"))
+DIAR_LATENCY = env.str("DIAR_LATENCY", default="low")
+if DIAR_LATENCY not in ("low", "high"):
+    raise ImproperlyConfigured(f"DIAR_LATENCY is low or high, not {DIAR_LATENCY!r}")
 
 # --- Media and sessions -------------------------------------------------------------
 MEDIA_DIR = Path(env.str("MEDIA_DIR", default=str(BASE_DIR / "media"))).resolve()

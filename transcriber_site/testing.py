@@ -197,6 +197,7 @@ class LiveServer:
             "SECRET_KEY": "test-only",
             "PYTHONUNBUFFERED": "1",
             "ADMISSION_P95_SECS": "0",  # measured latency on a shared test machine: see conftest.py
+            "DIAR_MODEL_PATH": str(root / "no-sortformer"),  # a downloaded model does not change what tests see
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -107,8 +107,10 @@ def pre_emphasis(audio: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return emphasised
 
 
-def log_mel(audio: np.ndarray, lengths: np.ndarray | None = None, n_mels: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised log-mel features of a batch.
+def log_mel(
+    audio: np.ndarray, lengths: np.ndarray | None = None, n_mels: int = 128, normalize: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel features of a batch, normalised per bin (the ASR encoders) or not (the diarizer).
 
     audio: [B, S] float32 16 kHz (rows padded to the longest), or [S] for one buffer
     lengths: [B] true lengths in samples (default: all S)
@@ -138,6 +140,10 @@ def log_mel(audio: np.ndarray, lengths: np.ndarray | None = None, n_mels: int = 
             bank(power[:count], features[row, :, start : start + count])
     features += np.float32(LOG_GUARD)
     np.log(features, out=features)
+    if not normalize:
+        for row, valid_frames in enumerate(valid):
+            features[row, :, valid_frames:] = 0  # padding frames are 0, as normalised ones are
+        return features, frames
     return normalise(features, frames), frames
 
 

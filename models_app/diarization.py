@@ -1,0 +1,349 @@
+"""Who speaks when, live, beside every session's speech model.
+
+    speakers = diarization.create_stream()   # None where it is not installed
+    speakers.push(samples)                   # the same audio the speech stream gets
+    speakers.covered_secs                    # how far the speakers are known
+    speakers.timeline.speaker(start, end)    # the most active speaker over a span, or None
+    speakers.finish(); speakers.close()
+
+One `Diarizer` per process holds the engine (one InferenceSession) and one thread that
+runs every stream's due steps, the stream furthest behind first. `push` only appends the
+audio; the features (unnormalised log-mel, computed once per frame) and the model step
+run on that thread, so the speech model's intake never waits for the diarizer.
+
+A step is due when its chunk and its look-ahead have arrived (`Setup.latency_secs`, 1.04 s
+in the low-latency setup). Each step confirms its chunk's rows of activity; its
+look-ahead rows are kept as provisional, for the speaker of a partial.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models_app.engines.base import ModelFilesError
+from models_app.engines.features import HOP, log_mel
+from models_app.engines.sortformer import (
+    FRAME_SECS,
+    N_MELS,
+    SETUPS,
+    SPEAKERS,
+    SUBSAMPLING,
+    SortformerEngine,
+    SpeakerState,
+    missing_files,
+)
+from models_app.streaming import SAMPLE_RATE, Word
+
+log = logging.getLogger(__name__)
+
+WINDOW_REACH = 200  # samples a feature frame reads past its centre (half the 400-sample window)
+MARGIN = 2  # feature frames recomputed before a new range: their windows saw the range's edge
+MIN_ACTIVITY = 0.3  # a speaker this active on average over a word's span is speaking it
+WIDEN_FRAMES = 3  # a word where nobody is active is looked at again with 240 ms either side
+FINISH_SECS = 60.0  # finish() gives up on a diarizer that cannot catch up in this long
+
+
+class Timeline:
+    """A stream's speaker activity over media time: rows of SPEAKERS per 80 ms frame from 0."""
+
+    def __init__(self) -> None:
+        self._rows = np.zeros((256, SPEAKERS), np.float32)
+        self.count = 0  # confirmed rows
+        self.provisional = np.zeros((0, SPEAKERS), np.float32)  # the look-ahead's rows after them
+
+    @property
+    def covered_secs(self) -> float:
+        return self.count * FRAME_SECS
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._rows[: self.count]
+
+    def extend(self, rows: np.ndarray, provisional: np.ndarray) -> None:
+        if self.count + len(rows) > len(self._rows):
+            grown = np.zeros((max(2 * len(self._rows), self.count + len(rows)), SPEAKERS), np.float32)
+            grown[: self.count] = self.rows
+            self._rows = grown
+        self._rows[self.count : self.count + len(rows)] = rows
+        self.count += len(rows)
+        self.provisional = provisional
+
+    def speaker(self, start: float, end: float, provisional: bool = False) -> int | None:
+        """The speaker most active over [start, end), or None where nobody is (looked at again a little wider)."""
+        rows = np.concatenate([self.rows, self.provisional]) if provisional else self.rows
+        first, last = int(start / FRAME_SECS), max(math.ceil(end / FRAME_SECS), int(start / FRAME_SECS) + 1)
+        for reach in (0, WIDEN_FRAMES):
+            span = rows[max(first - reach, 0) : last + reach]
+            if len(span):
+                mean = span.mean(axis=0)
+                if mean.max() >= MIN_ACTIVITY:
+                    return int(mean.argmax())
+        return None
+
+    def speakers(self, words: list[Word], previous: int | None = None) -> list[int | None]:
+        """Each word's speaker; a word where nobody is active keeps the speaker before it."""
+        found = []
+        for word in words:
+            speaker = self.speaker(word.start, word.end)
+            previous = speaker if speaker is not None else previous
+            found.append(previous)
+        return found
+
+
+def runs(words: list[Word], speakers: list[int | None]) -> list[tuple[list[Word], int | None]]:
+    """Consecutive words of one speaker, in order: what a cue builder takes at once."""
+    found: list[tuple[list[Word], int | None]] = []
+    for word, speaker in zip(words, speakers, strict=True):
+        if found and found[-1][1] == speaker:
+            found[-1][0].append(word)
+        else:
+            found.append(([word], speaker))
+    return found
+
+
+class SpeakerStream:
+    """One session's diarization: its audio, features and state, stepped by the process's Diarizer."""
+
+    def __init__(self, diarizer: Diarizer) -> None:
+        self.diarizer = diarizer
+        self.setup = diarizer.setup
+        self.state = SpeakerState(self.setup)
+        self.timeline = Timeline()
+        self.error: str | None = None
+        self.step_secs = 0.0  # time in the model's run, in total
+        self.own_secs = 0.0  # time in this code around it, in total
+        self._lock = threading.Lock()
+        self._audio = np.zeros(0, np.float32)
+        self._arrived: list[np.ndarray] = []  # pushed, not yet joined to _audio (the thread joins them)
+        self._audio_start = 0  # the sample index of _audio[0]
+        self._received = 0
+        self._ended = False
+        self._features = np.zeros((0, N_MELS), np.float32)  # time-major, as the model takes them
+        self._features_start = 0  # the frame index of _features[0]
+        self._next = 0  # the first model frame not yet diarized
+        self._finished = threading.Event()
+
+    @property
+    def covered_secs(self) -> float:
+        """Media time up to which the speakers are known (everything, once finished or failed)."""
+        if self.error is not None or self._finished.is_set():
+            return math.inf
+        return self.timeline.covered_secs
+
+    @property
+    def received_secs(self) -> float:
+        return self._received / SAMPLE_RATE
+
+    def push(self, samples: np.ndarray) -> None:
+        with self._lock:
+            self._arrived.append(np.asarray(samples, np.float32))
+            self._received += len(samples)
+        self.diarizer.wake()
+
+    def finish(self, timeout: float = FINISH_SECS) -> None:
+        """The audio has ended: diarize what is left and wait for it."""
+        with self._lock:
+            self._ended = True
+        self.diarizer.wake()
+        if not self._finished.wait(timeout) and self.error is None:
+            self.error = f"the diarizer did not catch up within {timeout:.0f} s"
+            log.warning("speaker stream: %s; the rest has no speakers", self.error)
+
+    def close(self) -> None:
+        self.diarizer.forget(self)
+
+    # --- on the diarizer's thread ---------------------------------------------------------------
+
+    def _available_frames(self) -> int:
+        """Feature frames whose windows have all their samples (all of them once the audio has ended)."""
+        if self._ended:
+            return self._received // HOP
+        return min(max((self._received - WINDOW_REACH) // HOP + 1, 0), self._received // HOP)
+
+    def due(self) -> bool:
+        if self.error is not None or self._finished.is_set():
+            return False
+        with self._lock:
+            frames = self._available_frames()
+            if self._ended:
+                return True  # a last step, or the finish
+            return frames >= (self._next + self.setup.chunk + self.setup.right) * SUBSAMPLING
+
+    def behind_secs(self) -> float:
+        return self.received_secs - self.timeline.covered_secs
+
+    def step(self, engine: SortformerEngine) -> None:
+        """One chunk: its features, the model, the state's update, the timeline."""
+        started = time.perf_counter()
+        setup = self.setup
+        with self._lock:
+            available, ended = self._available_frames(), self._ended
+        total_rows = math.ceil(available / SUBSAMPLING) if ended else None
+        if total_rows is not None and self._next >= total_rows:
+            self._finished.set()
+            return
+        first = max(self._next - setup.left, 0)
+        end = min((self._next + setup.chunk + setup.right) * SUBSAMPLING, available)
+        chunk = self._features_for(first * SUBSAMPLING, end)
+        rows = min(setup.chunk, math.ceil(end / SUBSAMPLING) - self._next)
+        ran = time.perf_counter()
+        preds, embeddings = engine.step(chunk, self.state.cache, self.state.fifo)
+        run_secs = time.perf_counter() - ran
+        self.step_secs += run_secs
+        context = self._next - first
+        chunk_rows = self.state.update(preds, embeddings, context, rows)
+        ahead = preds[len(preds) - len(embeddings) + context + rows :]
+        self.timeline.extend(chunk_rows, ahead)
+        self._next += rows
+        self._forget_before((self._next - setup.left) * SUBSAMPLING)
+        self.own_secs += time.perf_counter() - started - run_secs
+        if total_rows is not None and self._next >= total_rows:
+            self._finished.set()
+
+    def _features_for(self, start: int, end: int) -> np.ndarray:
+        """Feature frames [start, end) [end - start, 128], each computed once."""
+        have = self._features_start + len(self._features)
+        if end > have:
+            first = max(have - MARGIN, 0)
+            with self._lock:
+                if self._arrived:
+                    self._audio = np.concatenate([self._audio, *self._arrived])
+                    self._arrived.clear()
+                stop = min(end * HOP + WINDOW_REACH, self._received)
+                audio = self._audio[first * HOP - self._audio_start : stop - self._audio_start]
+            frames, _ = log_mel(audio, n_mels=N_MELS, normalize=False)
+            skip = have - first
+            self._features = np.concatenate([self._features, frames[0].T[skip : skip + end - have]])
+        return self._features[start - self._features_start : end - self._features_start]
+
+    def _forget_before(self, frame: int) -> None:
+        """Drop features and audio no later step reads: before the next step's left context."""
+        drop = max(frame - self._features_start, 0)
+        if drop:
+            self._features = self._features[drop:]
+            self._features_start += drop
+        keep_from = max(self._features_start + len(self._features) - MARGIN, 0) * HOP
+        with self._lock:
+            drop_samples = min(keep_from - self._audio_start, len(self._audio))
+            if drop_samples > 0:
+                self._audio = self._audio[drop_samples:]
+                self._audio_start = keep_from
+
+    def fail(self, error: str) -> None:
+        self.error = error
+        self._finished.set()
+
+
+class Diarizer:
+    """The process's engine and the one thread that steps every stream."""
+
+    def __init__(self, engine: SortformerEngine, setup_name: str = "low") -> None:
+        self.engine = engine
+        self.setup = SETUPS[setup_name]
+        self._streams: list[SpeakerStream] = []
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def stream(self) -> SpeakerStream:
+        stream = SpeakerStream(self)
+        with self._ready:
+            self._streams.append(stream)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="diarizer", daemon=True)
+                self._thread.start()
+        return stream
+
+    def forget(self, stream: SpeakerStream) -> None:
+        with self._ready:
+            if stream in self._streams:
+                self._streams.remove(stream)
+
+    def wake(self) -> None:
+        with self._ready:
+            self._ready.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._ready:
+                due = [s for s in self._streams if s.due()]
+                if not due:
+                    self._ready.wait(1.0)
+                    continue
+                stream = max(due, key=SpeakerStream.behind_secs)  # the furthest behind first
+            try:
+                stream.step(self.engine)
+            except Exception as exc:  # this stream loses its speakers; the others go on
+                log.exception("speaker stream failed")
+                stream.fail(f"the diarizer failed: {exc}")
+
+
+@dataclass
+class _Loaded:
+    diarizer: Diarizer | None = None
+    error: str | None = None
+
+
+_loaded = _Loaded()
+_load_lock = threading.Lock()
+
+
+def unavailable_reason() -> str | None:
+    """Why sessions cannot be diarized here (missing or unloadable files), or None."""
+    from django.conf import settings
+
+    return _loaded.error or missing_files(settings.DIAR_MODEL_PATH)
+
+
+def diarizer() -> Diarizer | None:
+    """The process's Diarizer, loaded on first use; None (and the reason kept) where it cannot be."""
+    if _loaded.diarizer is not None or _loaded.error is not None:
+        return _loaded.diarizer
+    from django.conf import settings
+
+    with _load_lock:
+        if _loaded.diarizer is None and _loaded.error is None:
+            if reason := missing_files(settings.DIAR_MODEL_PATH):
+                log.info("no speaker diarization: %s", reason)
+                return None
+            started = time.perf_counter()
+            try:
+                engine = SortformerEngine.from_settings()
+            except ModelFilesError as exc:
+                _loaded.error = str(exc)
+                log.error("no speaker diarization: %s", exc)
+                return None
+            _loaded.diarizer = Diarizer(engine, settings.DIAR_LATENCY)
+            log.info("loaded speaker diarization on %s in %.1f s", engine.provider, time.perf_counter() - started)
+    return _loaded.diarizer
+
+
+def create_stream() -> SpeakerStream | None:
+    loaded = diarizer()
+    return loaded.stream() if loaded is not None else None
+
+
+def describe() -> dict[str, Any]:
+    """What /api/models says of diarization."""
+    from django.conf import settings
+
+    reason = unavailable_reason()
+    return {
+        "available": reason is None,
+        "unavailable_reason": reason,
+        "loaded": _loaded.diarizer is not None,
+        "latency_secs": round(SETUPS[settings.DIAR_LATENCY].latency_secs, 2),
+        "speakers": SPEAKERS,
+    }
+
+
+def reset_for_tests() -> None:
+    """Forget the loaded engine (tests point DIAR_MODEL_PATH at another file)."""
+    with _load_lock:
+        _loaded.diarizer, _loaded.error = None, None
