@@ -250,6 +250,7 @@ class Diarizer:
         self._streams: list[SpeakerStream] = []
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     def stream(self) -> SpeakerStream:
         stream = SpeakerStream(self)
@@ -269,9 +270,17 @@ class Diarizer:
         with self._ready:
             self._ready.notify()
 
+    def close(self) -> None:
+        """Stop the thread (its streams get no more steps)."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+
     def _loop(self) -> None:
         while True:
             with self._ready:
+                if self._closed:
+                    return
                 due = [s for s in self._streams if s.due()]
                 if not due:
                     self._ready.wait(1.0)
@@ -346,4 +355,6 @@ def describe() -> dict[str, Any]:
 def reset_for_tests() -> None:
     """Forget the loaded engine (tests point DIAR_MODEL_PATH at another file)."""
     with _load_lock:
+        if _loaded.diarizer is not None:
+            _loaded.diarizer.close()
         _loaded.diarizer, _loaded.error = None, None

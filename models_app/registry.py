@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 from django.conf import settings
 
-from models_app import offline
+from models_app import diarization, offline
 from models_app.batching import BACKGROUND
 from models_app.engines.base import Engine, ModelFilesError
 from models_app.policy import DEFAULT_PRESET, PRESETS, StreamingPolicy
@@ -173,6 +173,7 @@ class ModelRegistry:
             "provider": loaded.engine.provider if loaded else spec.provider(),
             "memory_mb": round(loaded.memory_bytes / 2**20) if loaded else None,
             "presets": list(PRESETS),
+            "diarization": diarization.describe(),  # the same for every model: one diarizer beside each
         }
 
     def describe_all(self) -> list[dict[str, Any]]:

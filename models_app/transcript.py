@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -218,41 +218,53 @@ def display_ends(shown: Sequence[Cue]) -> list[float]:
     return ends
 
 
-def render(segments: Sequence[Segment], fmt: str) -> str:
+Names = Mapping[str, str]  # a session's speaker names: {"0": "Diane"}
+
+
+def speaker_label(speaker: int | None, names: Names | None = None) -> str | None:
+    """What a speaker is called: the session's name for them, else "Speaker N" (N from 1)."""
+    if speaker is None:
+        return None
+    return (names or {}).get(str(speaker)) or f"Speaker {speaker + 1}"
+
+
+def render(segments: Sequence[Segment], fmt: str, names: Names | None = None) -> str:
     if fmt == "txt":
-        return as_text(segments)
+        return as_text(segments, names)
     if fmt == "json":
-        return as_json(segments)
+        return as_json(segments, names)
     if fmt == "srt":
-        return as_srt(segments)
+        return as_srt(segments, names)
     if fmt == "vtt":
-        return as_vtt(segments)
+        return as_vtt(segments, names)
     raise ValueError(f"Unknown transcript format '{fmt}'; use one of {', '.join(FORMATS)}.")
 
 
-def as_text(segments: Sequence[Segment]) -> str:
-    """Running text; a new paragraph after a long pause or when the speaker changes."""
+def as_text(segments: Sequence[Segment], names: Names | None = None) -> str:
+    """Running text; a new paragraph after a long pause or when the speaker changes, led by the speaker's name."""
     paragraphs: list[list[str]] = []
     previous: Cue | None = None
     for cue in cues(segments):
         if previous is None or cue.start - previous.end >= PARAGRAPH_GAP_SECS or cue.speaker != previous.speaker:
-            paragraphs.append([])
+            label = speaker_label(cue.speaker, names)
+            paragraphs.append([f"{label}:"] if label else [])
         paragraphs[-1].append(cue.text)
         previous = cue
     return "\n\n".join(" ".join(p) for p in paragraphs) + ("\n" if paragraphs else "")
 
 
-def as_json(segments: Sequence[Segment]) -> str:
+def as_json(segments: Sequence[Segment], names: Names | None = None) -> str:
     """One object per cue, with its words; times are when the words were said."""
-    return json.dumps([_cue_dict(c) for c in cues(segments)], indent=2, ensure_ascii=False) + "\n"
+    return json.dumps([_cue_dict(c, names) for c in cues(segments)], indent=2, ensure_ascii=False) + "\n"
 
 
-def _cue_dict(cue: Cue) -> dict[str, Any]:
+def _cue_dict(cue: Cue, names: Names | None = None) -> dict[str, Any]:
     return {
         "start": round(cue.start, 3),
         "end": round(cue.end, 3),
         "text": cue.text,
         "speaker": cue.speaker,
+        "speaker_name": speaker_label(cue.speaker, names),
         "confidence": round(cue.confidence, 3) if cue.confidence is not None else None,
         "words": [{"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)} for w in cue.words],
     }
@@ -266,21 +278,29 @@ def timestamp(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def as_srt(segments: Sequence[Segment]) -> str:
+def as_srt(segments: Sequence[Segment], names: Names | None = None) -> str:
+    """SubRip; a cue with a speaker starts "Name: " (the usual convention, as SubRip has no voices)."""
     shown = cues(segments)
     blocks = []
     for i, (cue, end) in enumerate(zip(shown, display_ends(shown), strict=True), 1):
-        label = f"[speaker {cue.speaker}] " if cue.speaker is not None else ""
-        text = label + "\n".join(lines(cue.text))
+        label = speaker_label(cue.speaker, names)
+        text = (f"{label}: " if label else "") + "\n".join(lines(cue.text))
         blocks.append(f"{i}\n{timestamp(cue.start, ',')} --> {timestamp(end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
-def as_vtt(segments: Sequence[Segment]) -> str:
+def as_vtt(segments: Sequence[Segment], names: Names | None = None) -> str:
+    """WebVTT; a cue with a speaker carries a voice tag, <v Name>."""
     shown = cues(segments)
     blocks = []
     for cue, end in zip(shown, display_ends(shown), strict=True):
-        voice = f"<v Speaker {cue.speaker}>" if cue.speaker is not None else ""
-        text = voice + "\n".join(lines(cue.text))
+        label = speaker_label(cue.speaker, names)
+        voice = f"<v {vtt_escape(label)}>" if label else ""
+        text = voice + "\n".join(vtt_escape(line) for line in lines(cue.text))
         blocks.append(f"{timestamp(cue.start, '.')} --> {timestamp(end, '.')}\n{text}\n")
     return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def vtt_escape(text: str) -> str:
+    """Text as WebVTT cue text: &, < and > escaped, so that a name or a word never opens a tag."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

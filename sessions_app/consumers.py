@@ -474,6 +474,9 @@ class SessionConsumer(CountedSocket):
     async def session_transcript(self, event: dict[str, Any]) -> None:
         await self.send_json({**event, "type": "transcript"})
 
+    async def session_speakers(self, event: dict[str, Any]) -> None:
+        await self.send_json({**event, "type": "speakers"})
+
     async def _close_peer_later(self) -> None:
         await asyncio.sleep(END_LINGER_SECS)
         await self.close_peer()

@@ -3,7 +3,7 @@
 Every process that cares about session N (its worker, the web processes of its
 listeners) is in the group "session-N". Messages carry a "type" that Channels maps to
 a handler (`session.subtitle` -> `session_subtitle`); the WebSocket consumer forwards
-them to browsers under the protocol's names (subtitle, status, end, transcript, error).
+them to browsers under the protocol's names (subtitle, status, end, transcript, speakers, error).
 
 The open Browse pages are in "sessions" (visitors who may list sessions) or
 "sessions-operators" (operators: the same cards with the operator's fields). They hear a
@@ -94,6 +94,11 @@ def transcript(version: str, error: str | None = None) -> dict[str, Any]:
     if error is not None:
         event["error"] = error
     return event
+
+
+def speakers(names: dict[str, str]) -> dict[str, Any]:
+    """An operator renamed the session's speakers: every page shows the new names."""
+    return {"type": "session.speakers", "names": names}
 
 
 def listed(session: dict[str, Any]) -> dict[str, Any]:

@@ -111,6 +111,9 @@ class TranscriptionSession(models.Model):
     publisher = models.CharField(max_length=255, blank=True)
     # What a listener needs besides the id where LISTEN_ACCESS=link (transcriber_site.access)
     share_key = models.CharField(max_length=32, default=new_share_key, editable=False)
+    diarize = models.BooleanField(default=False)  # its words get speakers (models_app.diarization)
+    # What an operator calls the speakers: {"0": "Diane"}; the others are "Speaker N" (speaker_label)
+    speaker_names = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -324,6 +327,8 @@ class TranscriptionSession(models.Model):
             "stop_reason": self.stop_reason or None,
             "error": self.error or None,
             "degraded": self.degraded,
+            "diarize": self.diarize,
+            "speaker_names": self.speaker_names,
             "worker": self.worker_id or None,
             "clock": self.clock(),
             "transcripts": self.transcript_versions(),

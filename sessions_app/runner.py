@@ -47,10 +47,12 @@ from django.utils import timezone
 
 from media_app.live import finish_live_media
 from media_app.wavfile import GrowingWav
+from models_app import diarization
 from models_app.batching import BACKGROUND
+from models_app.diarization import SpeakerStream, Timeline
 from models_app.policy import StreamingPolicy
 from models_app.registry import ModelError, registry
-from models_app.streaming import SAMPLE_RATE, TranscriptionChunk, Word
+from models_app.streaming import SAMPLE_RATE, TranscriptionChunk, TranscriptionSegment, Word
 from models_app.transcript import CueBuilder, CuePiece
 from sessions_app import events
 from sessions_app.capacity import WorkerLoad
@@ -148,6 +150,10 @@ class SessionRun:
         self.fed = 0  # samples pushed into the stream
         self.index = 0  # of the next live row
         self.cues = CueBuilder()  # the live transcript's cues, built as the finals come
+        self.speakers: SpeakerStream | None = None  # its diarization, when the session has one
+        self.waiting: list[tuple[Word, float | None]] = []  # finals (with confidence) waiting for their speakers
+        self.last_speaker: int | None = None
+        self.partial: TranscriptionSegment | None = None  # the stream's latest partial
         self.unsaved: list[TranscriptSegment] = []  # finals waiting for the database, in order
         self.writer: asyncio.Task[None] | None = None
         self.task: asyncio.Task[None] | None = None
@@ -176,6 +182,10 @@ class SessionRun:
                 preset=session.preset,
             )
             stream.schedule()
+            if session.diarize:
+                self.speakers = await self.worker.in_thread(diarization.create_stream)
+                if self.speakers is None:
+                    log.warning("session %s: no speakers: %s", self.id, diarization.unavailable_reason())
             path = await database_sync_to_async(lambda: session.media.path if session.media else None)()
             if path is None or not path.exists():
                 raise ModelError("The recording of this session has been deleted.")
@@ -198,6 +208,8 @@ class SessionRun:
         finally:
             if stream is not None:
                 stream.close()
+            if self.speakers is not None:
+                self.speakers.close()
             if feed is not None:
                 await feed.close()
             if source is not None:
@@ -241,10 +253,13 @@ class SessionRun:
             await self.publish(stream.collect())
             self.note_pace(stream, feed_lag)
             if self.played_all(frames) and session.state == State.RUNNING:
-                await self.publish(await self.worker.in_thread(stream.finalize))
+                ending = await self.worker.in_thread(stream.finalize)
+                if self.speakers is not None:
+                    await self.worker.in_thread(self.speakers.finish)
+                await self.publish(ending)
                 await self.saved()
                 await retrying(session.complete)
-                self.worker.start_final_pass(session)
+                self.worker.start_final_pass(session, self.speakers.timeline if self.speakers else None)
                 return
             self.save_soon()
             if time.monotonic() >= next_status:
@@ -280,16 +295,43 @@ class SessionRun:
 
     async def push(self, stream: StreamingPolicy, samples: np.ndarray) -> None:
         if len(samples):
+            if self.speakers is not None:
+                self.speakers.push(samples)
             chunk = await self.worker.in_thread(stream.push_audio, samples)
             self.fed += len(samples)
             await self.publish(chunk)
 
     async def publish(self, chunk: TranscriptionChunk) -> None:
-        """Queue the chunk's finals for the writer (announced once saved); the partial goes out now."""
+        """Queue the chunk's finals for the writer (announced once saved), each once its speaker is known;
+        the partial goes out now, led by the finals that wait, so that no word leaves the screen meanwhile."""
         for segment in chunk.finals:
             # a final without word times still counts, as one word over its whole time
             words = segment.words or [Word(" " + segment.text.strip(), segment.start_time, segment.end_time)]
-            for piece in self.cues.add(words, segment.speaker):
+            self.waiting += [(word, segment.confidence) for word in words]
+        released = self.release_finals()
+        self.save_soon()
+        if chunk.partial is not None:
+            self.partial = chunk.partial
+        if chunk.partial is not None or released:
+            await self.send_partial()
+
+    def release_finals(self) -> int:
+        """The waiting finals whose speakers are known become rows, a cue never holding two speakers."""
+        covered = self.speakers.covered_secs if self.speakers is not None else float("inf")
+        ready = 0
+        while ready < len(self.waiting) and self.waiting[ready][0].end <= covered:
+            ready += 1
+        if not ready:
+            return 0
+        taken, self.waiting = self.waiting[:ready], self.waiting[ready:]
+        words = [word for word, _ in taken]
+        if self.speakers is not None and self.speakers.error is None:
+            speakers = self.speakers.timeline.speakers(words, self.last_speaker)
+        else:
+            speakers = [None] * len(words)
+        confidence = {id(word): known for word, known in taken}
+        for run, speaker in diarization.runs(words, speakers):
+            for piece in self.cues.add(run, speaker):
                 self.unsaved.append(
                     TranscriptSegment(
                         session_id=self.id,
@@ -299,17 +341,30 @@ class SessionRun:
                         start_time=piece.start,
                         end_time=piece.end,
                         speaker=piece.speaker,
-                        confidence=segment.confidence,
+                        confidence=confidence[id(piece.words[0])],
                         words=[[w.text, round(w.start, 3), round(w.end, 3)] for w in piece.words],
                     )
                 )
                 self.index += 1
-        self.save_soon()
-        partial = chunk.partial
-        if partial is not None:
-            await events.publish_async(
-                self.id, events.subtitle(partial.text, partial.start_time, partial.end_time, False, partial.speaker)
-            )
+        self.last_speaker = speakers[-1]
+        return ready
+
+    async def send_partial(self) -> None:
+        """The partial as the page shows it: the finals still waiting for their speakers, then the stream's partial."""
+        words = [word for word, _ in self.waiting]
+        partial = self.partial
+        text = "".join(w.text for w in words) + (partial.text if partial is not None else "")
+        if words:
+            start, end = words[0].start, max(words[-1].end, partial.end_time if partial and partial.text else 0.0)
+        elif partial is not None:
+            start, end = partial.start_time, partial.end_time
+        else:
+            return
+        speaker = partial.speaker if partial is not None else None
+        if self.speakers is not None and self.speakers.error is None and text.strip():
+            speaker = self.speakers.timeline.speaker(start, end, provisional=True)
+            speaker = speaker if speaker is not None else self.last_speaker
+        await events.publish_async(self.id, events.subtitle(text, start, end, False, speaker))
 
     def save_soon(self) -> None:
         """Start the writer if finals wait and it is not already writing."""
@@ -424,18 +479,21 @@ class SessionWorker:
             self.runs.pop(run.id, None)
             self._room.set()
 
-    def start_final_pass(self, session: TranscriptionSession) -> None:
-        """A completed session's final transcript, made in a task of its own that this worker owns."""
-        task = asyncio.create_task(self._final_pass(session), name=f"final-{session.pk}")
+    def start_final_pass(self, session: TranscriptionSession, speakers: Timeline | None = None) -> None:
+        """A completed session's final transcript, made in a task of its own that this worker owns; its words
+        take their speakers from the live diarization of the same recording."""
+        task = asyncio.create_task(self._final_pass(session, speakers), name=f"final-{session.pk}")
         self.final_passes[session.pk] = task
         task.add_done_callback(lambda _: self.final_passes.pop(session.pk, None))
 
-    async def _final_pass(self, session: TranscriptionSession) -> None:
+    async def _final_pass(self, session: TranscriptionSession, speakers: Timeline | None = None) -> None:
         """Transcribe the whole recording offline and save it; a failure is logged and announced, nothing more."""
         try:
             async with self._final_slots:
                 words = await self._transcribe_whole(session)
-            pieces = CueBuilder().add(words)
+            builder = CueBuilder()
+            found = speakers.speakers(words) if speakers is not None else [None] * len(words)
+            pieces = [piece for run, speaker in diarization.runs(words, found) for piece in builder.add(run, speaker)]
             await retrying(save_final_transcript, session.pk, pieces)
         except asyncio.CancelledError:
             raise

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import psutil
@@ -13,12 +13,14 @@ from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from media_app.audio import ACCEPTED_EXTENSIONS, SAMPLE_RATE
 from media_app.live import new_live_media
 from media_app.models import MediaFile
 from media_app.wavfile import GrowingWav
+from models_app import diarization
+from models_app.engines.sortformer import SPEAKERS
 from models_app.policy import DEFAULT_PRESET, PRESETS
 from models_app.registry import ModelError, preset_config, registry
 from models_app.transcript import CONTENT_TYPES, FORMATS, render
@@ -39,6 +41,9 @@ from transcriber_site.access import listen_refusal, may_list, may_listen, may_op
 from transcriber_site.lib.http import ApiError, api, json_body, shown
 from transcriber_site.lib.looplag import probe
 from transcriber_site.lib.supervise import statuses
+
+ParsedModel = TypeVar("ParsedModel", bound=BaseModel)
+SPEAKER_NAME_MAX = 40
 
 
 @api("GET")
@@ -99,6 +104,7 @@ class NewSession(BaseModel):
     language: str | None = Field(default=None, max_length=16)
     target_language: str | None = Field(default=None, max_length=16)
     preset: str = Field(default=DEFAULT_PRESET, max_length=32)
+    diarize: bool | None = Field(default=None, strict=True)  # default: when the speaker model is installed
 
 
 @api("GET", "POST", operator=("POST",))
@@ -131,6 +137,12 @@ def create_session(request: HttpRequest) -> HttpResponse:
         preset_config(new.preset)
     except ModelError as exc:
         raise ApiError(400, str(exc)) from None
+    diarize = new.diarize
+    if diarize is not False:
+        reason = diarization.unavailable_reason()
+        if diarize and reason:
+            raise ApiError(400, f"Field 'diarize': the session cannot tell speakers apart. {reason}")
+        diarize = reason is None
     if reason := capacity.refusal(new.model_id):
         raise ApiError(429, reason)
     media = recording_of(new) if new.source == Source.RECORDING else None
@@ -158,6 +170,7 @@ def create_session(request: HttpRequest) -> HttpResponse:
                 language=language,
                 target_language=target or "",
                 preset=new.preset,
+                diarize=diarize,
                 created_by=request.user if request.user.is_authenticated else None,
             )
         except BaseException:
@@ -212,14 +225,49 @@ def _serialise_creation() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(5150)")
 
 
-@api("GET", "DELETE", operator=("DELETE",))
+@api("GET", "PATCH", "DELETE", operator=("PATCH", "DELETE"))
 def session_detail(request: HttpRequest, session_id: int) -> dict[str, Any]:
+    if request.method == "PATCH":
+        return rename_speakers(request, get_session(session_id))
     if request.method == "DELETE":
         session = get_session(session_id)
         with transitions():
             session.stop("Stopped by an operator.", by=request.user if request.user.is_authenticated else None)
         return as_json(request, session)
     return as_json(request, visible_session(request, session_id))
+
+
+class SessionChanges(BaseModel):
+    """What an operator may change on a session: the speakers' names (null or "" gives back "Speaker N")."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    speaker_names: dict[Literal["0", "1", "2", "3"], str | None] | None = Field(default=None, max_length=SPEAKERS)
+
+    @field_validator("speaker_names")
+    @classmethod
+    def printable(cls, names: dict[str, str | None] | None) -> dict[str, str | None] | None:
+        for name in (names or {}).values():
+            if name is not None and (len(name) > SPEAKER_NAME_MAX or not name.isprintable()):
+                raise ValueError(f"a speaker's name is printable text of at most {SPEAKER_NAME_MAX} characters")
+        return names
+
+
+def rename_speakers(request: HttpRequest, session: TranscriptionSession) -> dict[str, Any]:
+    """Merge the names given into the session's; every page and every export shows them."""
+    changes = parse(SessionChanges, json_body(request))
+    if changes.speaker_names is None:
+        raise ApiError(400, """Field 'speaker_names': send the names to change, e.g. {"speaker_names": {"0": "Di"}}.""")
+    with transaction.atomic():
+        session = TranscriptionSession.objects.select_for_update().get(pk=session.pk)
+        names = {**session.speaker_names, **{key: name for key, name in changes.speaker_names.items() if name}}
+        for key, name in changes.speaker_names.items():
+            if not name:
+                names.pop(key, None)
+        session.speaker_names = dict(sorted(names.items()))
+        session.save(update_fields=["speaker_names"])
+    events.publish(session.pk, events.speakers(session.speaker_names))
+    return as_json(request, session)
 
 
 @api("POST", operator=("POST",))
@@ -266,7 +314,7 @@ def session_transcript(request: HttpRequest, session_id: int) -> HttpResponse:
         raise ApiError(400, f"Unknown transcript format '{shown(fmt)}'; use one of {', '.join(FORMATS)}.")
     version = transcript_version(session, request.GET.get("version"))
     segments = list(session.segments.filter(version=version))
-    response = HttpResponse(render(segments, fmt), content_type=CONTENT_TYPES[fmt])
+    response = HttpResponse(render(segments, fmt, session.speaker_names), content_type=CONTENT_TYPES[fmt])
     stem = session.media_filename.rsplit(".", 1)[0] or "transcript"
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:60]
     response["Content-Disposition"] = f'attachment; filename="session-{session.pk}-{safe}-{version}.{fmt}"'
@@ -326,7 +374,7 @@ def transitions() -> Iterator[None]:
         raise ApiError(409, str(exc)) from None
 
 
-def parse(model: type[NewSession], data: dict[str, Any]) -> NewSession:
+def parse(model: type[ParsedModel], data: dict[str, Any]) -> ParsedModel:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -96,17 +96,26 @@ def test_srt_and_vtt_show_cues_in_two_lines_and_keep_speakers():
     rows = rows_of(words, speaker=1)
 
     assert render(rows, "srt") == (
-        "1\n00:00:00,000 --> 00:00:03,550\n[speaker 1] It was the best of times\nit was the worst of them\n"
+        "1\n00:00:00,000 --> 00:00:03,550\nSpeaker 2: It was the best of times\nit was the worst of them\n"
     )
     assert render(rows, "vtt") == (
-        "WEBVTT\n\n00:00:00.000 --> 00:00:03.550\n<v Speaker 1>It was the best of times\nit was the worst of them\n"
+        "WEBVTT\n\n00:00:00.000 --> 00:00:03.550\n<v Speaker 2>It was the best of times\nit was the worst of them\n"
     )
 
 
 def test_vtt_with_speakers():
     out = render(rows_of(said((" Hello", 61.5, 61.9), (" there.", 61.9, 62.25)), speaker=1), "vtt")
 
-    assert out == "WEBVTT\n\n00:01:01.500 --> 00:01:02.500\n<v Speaker 1>Hello there.\n"
+    assert out == "WEBVTT\n\n00:01:01.500 --> 00:01:02.500\n<v Speaker 2>Hello there.\n"  # speakers count from 1
+
+
+def test_names_replace_the_numbers_and_cannot_open_a_tag():
+    rows = rows_of(said((" a", 0.0, 0.5), (" <b>", 0.5, 0.9)), speaker=0)
+    names = {"0": "Ann & <Bo>"}
+    assert render(rows, "vtt", names).endswith("<v Ann &amp; &lt;Bo&gt;>a &lt;b&gt;\n")
+    assert render(rows, "srt", names).endswith("Ann & <Bo>: a <b>\n")
+    assert render(rows, "txt", names) == "Ann & <Bo>: a <b>\n"
+    assert json.loads(render(rows, "json", names))[0]["speaker_name"] == "Ann & <Bo>"
 
 
 def test_txt_breaks_paragraphs_at_long_pauses():
@@ -122,6 +131,7 @@ def test_json_has_one_object_per_cue_with_its_words():
         "end": 10.0,
         "text": "Much later.",
         "speaker": None,
+        "speaker_name": None,
         "confidence": 0.9,
         "words": [
             {"text": " Much", "start": 9.0, "end": 9.4},
