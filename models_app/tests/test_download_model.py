@@ -23,7 +23,9 @@ def run(*args: str) -> str:
 
 
 def test_an_unknown_model_is_an_error_naming_the_choices() -> None:
-    with pytest.raises(CommandError, match=r"invalid choice: 'parakeet' .*'parakeet-tdt', 'canary-1b', 'whisper'"):
+    with pytest.raises(
+        CommandError, match=r"invalid choice: 'parakeet' .*'parakeet-tdt', 'canary-1b', 'whisper', 'sortformer'"
+    ):
         run("parakeet")
 
 
@@ -32,9 +34,10 @@ def test_the_model_argument_is_required() -> None:
         run()
 
 
-def test_int8_is_refused_for_whisper() -> None:
+@pytest.mark.parametrize("model", ["whisper", "sortformer"])
+def test_int8_is_refused_for_the_models_with_one_published_form(model: str) -> None:
     with pytest.raises(CommandError, match="--int8 is for parakeet-tdt and canary-1b"):
-        run("whisper", "--int8")
+        run(model, "--int8")
 
 
 def test_the_bundled_whisper_needs_no_download(settings) -> None:
@@ -108,3 +111,39 @@ def test_a_download_that_leaves_files_out_is_reported(tmp_path: Path, settings, 
 def test_files_copied_by_hand_make_the_model_available(tmp_path: Path) -> None:
     directory = parakeet_dir(tmp_path / "copied", TdtScript(frames=1, slots=1), int8=True)
     assert ParakeetEngine.missing_files(directory) is None
+
+
+def test_sortformer_out_of_reach_says_where_to_put_the_file(tmp_path: Path, settings, monkeypatch) -> None:
+    settings.DIAR_MODEL_PATH = str(tmp_path / "sortformer")
+    monkeypatch.setattr(download_model, "hub_endpoint", lambda: "http://127.0.0.1:9")
+    with pytest.raises(CommandError) as error:
+        run("sortformer")
+    message = str(error.value)
+    assert "cannot be reached" in message and "altunenes/parakeet-rs" in message
+    assert str(tmp_path / "sortformer" / "diar_streaming_sortformer_4spk-v2.onnx") in message
+    assert not (tmp_path / "sortformer").exists()
+
+
+@pytest.mark.parametrize("setting", ["sortformer", "sortformer/mine.onnx"])
+def test_sortformer_downloads_its_one_file_where_the_setting_points(
+    tmp_path: Path, settings, monkeypatch, setting: str
+) -> None:
+    settings.DIAR_MODEL_PATH = str(tmp_path / setting)
+    asked: dict[str, Any] = {}
+
+    def fake_hf_hub_download(repo_id: str, filename: str, **kwargs: Any) -> str:
+        asked.update(kwargs, repo_id=repo_id, filename=filename)
+        path = Path(kwargs["local_dir"]) / filename
+        path.write_bytes(b"")
+        return str(path)
+
+    monkeypatch.setattr(download_model, "unreachable_reason", lambda endpoint: None)
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_hf_hub_download)
+    output = run("sortformer")
+    assert (asked["repo_id"], asked["filename"]) == ("altunenes/parakeet-rs", "diar_streaming_sortformer_4spk-v2.onnx")
+    assert Path(asked["local_dir"]) == tmp_path / "sortformer"
+    expected = tmp_path / setting if setting.endswith(".onnx") else tmp_path / setting / asked["filename"]
+    assert expected.is_file() and "is ready at" in output
+    from models_app import diarization
+
+    assert diarization.missing_files(settings.DIAR_MODEL_PATH) is None

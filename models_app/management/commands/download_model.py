@@ -1,8 +1,8 @@
-"""`python manage.py download_model parakeet-tdt|canary-1b|whisper [--int8]`
+"""`python manage.py download_model parakeet-tdt|canary-1b|whisper|sortformer [--int8]`
 
 Fetches a model's published files from the Hugging Face hub into the directory the
-settings name (TDT_MODEL_PATH, CANARY_MODEL_PATH; Whisper into the hub's cache). Where
-the hub cannot be reached it stops at once and says how to copy the files by hand.
+settings name (TDT_MODEL_PATH, CANARY_MODEL_PATH, DIAR_MODEL_PATH; Whisper into the hub's
+cache). Where the hub cannot be reached it stops at once and says how to copy the files by hand.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from models_app.engines import sortformer
 from models_app.engines.canary import CanaryEngine
 from models_app.engines.onnx import NemoEngine
 from models_app.engines.parakeet import ParakeetEngine
@@ -53,20 +54,22 @@ def unreachable_reason(endpoint: str, timeout: float = REACH_TIMEOUT_SECS) -> st
 
 
 class Command(BaseCommand):
-    help = "Download a speech model's published files: parakeet-tdt, canary-1b or whisper."
+    help = "Download a model's published files: parakeet-tdt, canary-1b, whisper or sortformer (speakers)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("model", choices=[*ONNX_MODELS, "whisper"], help="which model to download")
+        parser.add_argument("model", choices=[*ONNX_MODELS, "whisper", "sortformer"], help="which model to download")
         parser.add_argument(
             "--int8", action="store_true", help="the int8 ONNX files (smaller, faster on CPUs) instead of fp32"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         model, int8 = options["model"], options["int8"]
+        if model in ("whisper", "sortformer") and int8:
+            raise CommandError(f"--int8 is for parakeet-tdt and canary-1b; {model} has one published file.")
         if model == "whisper":
-            if int8:
-                raise CommandError("--int8 is for parakeet-tdt and canary-1b; Whisper runs int8 on CPUs anyway.")
             self.download_whisper()
+        elif model == "sortformer":
+            self.download_sortformer()
         else:
             self.download_onnx(ONNX_MODELS[model], int8)
 
@@ -96,6 +99,41 @@ class Command(BaseCommand):
             raise CommandError(f"The download finished but the files are not complete: {reason}")
         precision = "int8" if int8 else "fp32"
         self.stdout.write(self.style.SUCCESS(f"{engine.NAME} ({precision}) is ready in {directory}."))
+
+    def download_sortformer(self) -> None:
+        """The export, into DIAR_MODEL_PATH (the directory, or the file's own directory)."""
+        location = Path(settings.DIAR_MODEL_PATH).expanduser()
+        directory = location.parent if location.suffix == ".onnx" else location
+        target = directory / (location.name if location.suffix == ".onnx" else sortformer.FILE_NAME)
+        endpoint = hub_endpoint()
+        if reason := unreachable_reason(endpoint):
+            raise CommandError(
+                f"The Hugging Face hub ({endpoint}) cannot be reached from this machine ({reason}). Copy the file "
+                f"by hand: on a machine that can reach it, download {sortformer.FILE_NAME} from "
+                f"{endpoint}/{sortformer.REPO}, and put it at {target} (or set {sortformer.SETTING} to where it is)."
+            )
+        from huggingface_hub import hf_hub_download
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.stdout.write(f"Downloading {sortformer.FILE_NAME} from {sortformer.REPO} into {directory} ...")
+        try:
+            fetched = Path(
+                hf_hub_download(
+                    sortformer.REPO, sortformer.FILE_NAME, local_dir=directory, etag_timeout=REACH_TIMEOUT_SECS
+                )
+            )
+        except Exception as exc:
+            raise CommandError(
+                f"Downloading {sortformer.REPO} failed: {exc}. Run the command again to resume, or copy "
+                f"{sortformer.FILE_NAME} to {target} by hand."
+            ) from None
+        if fetched != target:
+            fetched.replace(target)
+        if reason := sortformer.missing_files(target):
+            raise CommandError(f"The download finished but the file is not there: {reason}")
+        self.stdout.write(
+            self.style.SUCCESS(f"{sortformer.NAME} is ready at {target}; new sessions tell speakers apart.")
+        )
 
     def download_whisper(self) -> None:
         name = settings.WHISPER_MODEL
