@@ -217,6 +217,9 @@ class SessionRun:
             if session.is_live_source:
                 with contextlib.suppress(Exception):  # the recording's row learns its final length
                     await database_sync_to_async(self.finish_recording)()
+            if self.waiting:  # stopped while finals waited for their speakers: they are kept, as they are
+                self.release_finals(wait=False)
+                self.save_soon()
             if self.writer is not None and not self.writer.done():
                 with contextlib.suppress(Exception):  # the rows that can still be saved are
                     await self.writer
@@ -315,9 +318,10 @@ class SessionRun:
         if chunk.partial is not None or released:
             await self.send_partial()
 
-    def release_finals(self) -> int:
-        """The waiting finals whose speakers are known become rows, a cue never holding two speakers."""
-        covered = self.speakers.covered_secs if self.speakers is not None else float("inf")
+    def release_finals(self, wait: bool = True) -> int:
+        """The waiting finals whose speakers are known (all of them, without `wait`) become rows, a cue
+        never holding two speakers."""
+        covered = self.speakers.covered_secs if self.speakers is not None and wait else float("inf")
         ready = 0
         while ready < len(self.waiting) and self.waiting[ready][0].end <= covered:
             ready += 1
@@ -359,7 +363,7 @@ class SessionRun:
         elif partial is not None:
             start, end = partial.start_time, partial.end_time
         else:
-            return
+            start = end = 0.0  # no partial from the stream yet: the finals just shown leave it empty
         speaker = partial.speaker if partial is not None else None
         if self.speakers is not None and self.speakers.error is None and text.strip():
             speaker = self.speakers.timeline.speaker(start, end, provisional=True)

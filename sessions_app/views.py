@@ -380,4 +380,5 @@ def parse(model: type[ParsedModel], data: dict[str, Any]) -> ParsedModel:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ApiError(400, f"Field '{field}': {first['msg']}.") from None
+        message = first["msg"].removeprefix("Value error, ")  # a validator's own sentence, without pydantic's label
+        raise ApiError(400, f"Field '{field}': {message}.") from None

@@ -166,7 +166,7 @@ def test_an_operator_renames_speakers_and_every_export_and_page_follows(operator
     ("body", "says"),
     [
         ({"speaker_names": {"4": "Nobody"}}, "speaker_names.4"),
-        ({"speaker_names": {"0": "x" * 41}}, "at most 40 characters"),
+        ({"speaker_names": {"0": "x" * 41}}, "Field 'speaker_names': a speaker's name is printable text of at most 40"),
         ({"speaker_names": {"0": "line\nbreak"}}, "printable"),
         ({"speaker_names": {"0": 7}}, "speaker_names.0"),
         ({"speaker_names": ["Diane"]}, "speaker_names"),

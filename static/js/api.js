@@ -10,7 +10,7 @@ export class ApiError extends Error {
 
 const UNREACHABLE = "The server cannot be reached; check the connection and try again.";
 
-// Django checks it on every POST and DELETE of a signed-in page; the template puts it in <head>.
+// Django checks it on every POST, PATCH and DELETE of a signed-in page; the template puts it in <head>.
 const CSRF_TOKEN = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
 
 async function request(method, path, body) {
@@ -46,6 +46,8 @@ export const api = {
   sessions: () => request("GET", "/api/sessions"),
   session: (id, key) => request("GET", withKey(`/api/sessions/${id}`, key)),
   createSession: (fields) => request("POST", "/api/sessions", fields),
+  // names: {"0": "Diane"}, merged into the session's; null or "" gives back "Speaker 1"
+  renameSpeakers: (id, names) => request("PATCH", `/api/sessions/${id}`, { speaker_names: names }),
   stopSession: (id) => request("DELETE", `/api/sessions/${id}`),
   pauseSession: (id) => request("POST", `/api/sessions/${id}/pause`),
   resumeSession: (id) => request("POST", `/api/sessions/${id}/resume`),

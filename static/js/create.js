@@ -1,11 +1,12 @@
 // The create form: the source (a recording of the library, the operator's microphone, or a
 // stream URL), model (unavailable ones disabled, with the reason), language, target language
-// (for models that translate) and preset. Start (Go live, for the microphone) creates the
+// (for models that translate), preset, and whether to tell speakers apart (where the server
+// has the speaker model; where not, why not). Start (Go live, for the microphone) creates the
 // session and hands it to onCreated(session, {microphone}) (the page joins it, and sends the
 // microphone to it).
 
 import { api } from "./api.js";
-import { duration, errorNotice, notice } from "./format.js";
+import { duration, errorNotice, notice, withCode } from "./format.js";
 import { LevelMeter, Microphone, microphones } from "./microphone.js";
 
 const LANGUAGE_NAMES = new Intl.DisplayNames(["en"], { type: "language" });
@@ -27,6 +28,10 @@ export class CreateForm {
     this.targetField = document.getElementById("create-target-field");
     this.target = document.getElementById("create-target");
     this.preset = document.getElementById("create-preset");
+    this.diarize = document.getElementById("create-diarize");
+    this.diarizeHelp = document.getElementById("create-diarize-help");
+    this.diarizeMissing = document.getElementById("create-diarize-missing");
+    this.diarization = null; // /api/models' word on it: {available, unavailable_reason, ...}
     this.error = document.getElementById("create-error");
     this.submit = document.getElementById("create-start");
     this.progress = document.getElementById("create-progress");
@@ -163,7 +168,23 @@ export class CreateForm {
     this.preset.replaceChildren(...presets.map((name) => new Option(name.replace(/_/g, " "), name)));
     this.preset.value = presets.includes(previous) ? previous : presets[0];
     this.fillTargets();
+    this.showDiarization(model?.diarization ?? null);
     this.updateSubmit();
+  }
+
+  // Every model has the same diarizer beside it; the box is ticked when it becomes available.
+  showDiarization(diarization) {
+    const available = Boolean(diarization?.available);
+    if (available !== Boolean(this.diarization?.available)) this.diarize.checked = available;
+    this.diarization = diarization;
+    this.diarize.disabled = !available;
+    this.diarizeHelp.hidden = !available;
+    this.diarizeMissing.hidden = available || !diarization;
+    this.diarize.setAttribute("aria-describedby", available ? "create-diarize-help" : "create-diarize-summary");
+    const reason = diarization?.unavailable_reason ?? "";
+    // the summary says it already: the details start where the reason goes on
+    const rest = reason.replace(/^Speaker diarization is not installed:\s*/, "");
+    withCode(document.getElementById("create-diarize-reason"), rest.charAt(0).toUpperCase() + rest.slice(1));
   }
 
   fillTargets() {
@@ -214,6 +235,7 @@ export class CreateForm {
     fields.language = this.language.value || undefined;
     fields.preset = this.preset.value || undefined;
     if (this.selectedModel?.translates && this.target.value) fields.target_language = this.target.value;
+    if (this.diarization?.available) fields.diarize = this.diarize.checked;
     this.busy = true;
     this.updateSubmit();
     try {

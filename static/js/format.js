@@ -58,3 +58,16 @@ export function errorNotice(element, error, signInUrl) {
     element.append(" ", link);
   }
 }
+
+// Text into an element, with its `backticked` parts (commands, file names) as <code>.
+export function withCode(element, text) {
+  const parts = (text || "").split(/`([^`]*)`/);
+  element.replaceChildren(
+    ...parts.map((part, i) => {
+      if (i % 2 === 0) return part.replace(/`/g, ""); // an unpaired backtick is not shown
+      const code = document.createElement("code");
+      code.textContent = part;
+      return code;
+    }),
+  );
+}

@@ -2,7 +2,8 @@
 // subtitles in time with that audio, and keeps all of it going across reconnects.
 // A session that has already ended shows its transcript from the REST API instead.
 // A share link's key (?session=ID&key=KEY) goes with every call about the session.
-// An operator who went live from this page also sends their microphone on this socket (live-mic.js).
+// An operator who went live from this page also sends their microphone on this socket (live-mic.js),
+// and renames the session's speakers from their labels in the transcript (speakers.js).
 
 import { api, withKey } from "./api.js";
 import { SessionClock } from "./clock.js";
@@ -12,6 +13,7 @@ import { LiveMic } from "./live-mic.js";
 import { LIVE_STATES, STATE_LABELS, duration, errorNotice, notice } from "./format.js";
 import { AudioLink } from "./rtc.js";
 import { SessionControls } from "./session-controls.js";
+import { SpeakerRename } from "./speakers.js";
 import { Subtitles } from "./subtitles.js";
 
 const TICK_MS = 100;
@@ -57,8 +59,22 @@ export class Player {
       : null;
     this.mutedForMic = false;
 
+    this.rename = operator
+      ? new SpeakerRename({
+          // the player may have moved on to another session while the name was on its way
+          onSession: (session) => {
+            if (session.id === this.sessionId) this.showSession(session);
+          },
+          signInUrl: config.signInUrl,
+        })
+      : null;
+
     this.clock = new SessionClock();
-    this.subtitles = new Subtitles(() => this.playout());
+    this.subtitles = new Subtitles(() => this.playout(), {
+      onRename: this.rename
+        ? (speaker, label) => this.rename.open(this.sessionId, speaker, this.subtitles.speakerName(speaker), label)
+        : null,
+    });
     this.audio = new AudioLink(this.audioElement, config.iceServers, (message) => this.socket?.send(message));
     this.audio.addEventListener("track", () => this.play());
     this.audio.addEventListener("statechange", () => this.onAudioState());
@@ -106,6 +122,8 @@ export class Player {
     this.title.textContent = `Session ${id}`;
     this.sub.textContent = "";
     this.subtitles.clear();
+    this.subtitles.setSpeakers({}); // until the session says what it calls them
+    this.rename?.close({ refocus: false });
     this.clock.reset();
     this.setIndicator("connecting", "Connecting…");
     this.downloads.reset(id, key);
@@ -132,6 +150,7 @@ export class Player {
 
   leave() {
     this.stop();
+    this.rename?.close({ refocus: false });
     this.session = null;
     this.key = null;
     this.section.hidden = true;
@@ -215,6 +234,8 @@ export class Player {
         return this.subtitles.add(message, { history: Boolean(message.replay) });
       case "status":
         return this.onStatus(message);
+      case "speakers":
+        return this.showSession({ ...this.session, speaker_names: message.names });
       case "clock":
         this.clock.setClock(message);
         this.mic?.onClock(message);
@@ -392,6 +413,7 @@ export class Player {
     this.stateBadge.dataset.state = s.state ?? "";
     this.controls?.show(s);
     this.mic?.showSession(s);
+    this.subtitles.setSpeakers(s.speaker_names, s.diarize !== false);
     const live = LIVE_STATES.has(s.state);
     this.playButton.disabled = this.muteButton.disabled = this.volume.disabled = !live;
   }

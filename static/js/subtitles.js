@@ -6,6 +6,9 @@
 // same cues the exports have. Each live final adds a speech-to-screen sample:
 // the playout position when it appeared minus its end, i.e. how long after the listener heard
 // the phrase end its final text appeared; the page shows the median of the last minute.
+// A line whose speaker is known is led by the speaker's label in their colour: the session's
+// name for them, else "Speaker N"; renamed speakers are relabelled on every line shown. Where
+// `onRename(speaker, button)` is given (an operator's page) each final's label is a button.
 
 import { duration } from "./format.js";
 
@@ -13,8 +16,11 @@ const WINDOW_MS = 60_000;
 const STICK_PX = 32; // this close to the bottom counts as "at the bottom": keep scrolling
 
 export class Subtitles {
-  constructor(playout) {
+  constructor(playout, { onRename = null } = {}) {
     this.playout = playout; // () => seconds, or null when unknown
+    this.onRename = onRename;
+    this.names = {}; // the session's speaker names: {"0": "Diane"}
+    this.diarize = true; // false: the session does not tell speakers apart, no label shows
     this.partial = document.getElementById("subtitle-partial");
     this.finals = document.getElementById("subtitle-finals");
     this.scroller = document.getElementById("subtitle-scroller");
@@ -37,7 +43,7 @@ export class Subtitles {
     this.queue = [];
     this.seen = new Set();
     this.samples = [];
-    this.partial.textContent = "";
+    this.partial.replaceChildren();
     this.finals.replaceChildren();
     this.jump.hidden = true;
     this.stick = true;
@@ -67,7 +73,29 @@ export class Subtitles {
   // The live partial line goes (the connection was lost; the server sends a fresh one).
   clearPartial() {
     this.dropQueuedPartial();
-    this.partial.textContent = "";
+    this.partial.replaceChildren();
+  }
+
+  // The session's speaker names (session_info, a speakers message, the REST API's session):
+  // every label shown takes them at once; a session that does not tell speakers apart has none.
+  setSpeakers(names, diarize = true) {
+    const known = names ?? {};
+    if (diarize === this.diarize && JSON.stringify(known) === JSON.stringify(this.names)) return;
+    this.names = { ...known };
+    this.diarize = diarize;
+    for (const label of [...this.partial.querySelectorAll(".speaker"), ...this.finals.querySelectorAll(".speaker")]) {
+      if (diarize) {
+        this.showLabel(label, Number(label.dataset.speakerId));
+      } else {
+        delete label.parentElement.dataset.speaker;
+        label.remove();
+      }
+    }
+  }
+
+  // What the session calls a speaker (0-based).
+  speakerName(speaker) {
+    return this.names[String(speaker)] || defaultName(speaker);
   }
 
   dropQueuedPartial() {
@@ -99,9 +127,13 @@ export class Subtitles {
   }
 
   showPartial(event) {
-    this.partial.textContent = event.text;
+    const speaker = this.diarize && event.text ? event.speaker : null;
+    const text = document.createElement("span");
+    text.className = "partial-text";
+    text.textContent = event.text;
+    this.partial.replaceChildren(...(speaker != null ? [this.label(speaker, { button: false })] : []), text);
     this.partial.dataset.start = event.start;
-    setSpeaker(this.partial, event.speaker);
+    setSpeaker(this.partial, speaker);
   }
 
   // A final joins its cue's line (the server numbers the cues), or starts the next cue's
@@ -109,19 +141,15 @@ export class Subtitles {
   showFinal(event, position = null) {
     let line = this.finals.lastElementChild;
     if (!line || event.cue == null || line.dataset.cue !== String(event.cue)) {
+      const speaker = this.diarize ? event.speaker : null;
       line = document.createElement("li");
       if (event.cue != null) line.dataset.cue = event.cue;
-      setSpeaker(line, event.speaker);
+      setSpeaker(line, speaker);
       const time = document.createElement("span");
       time.className = "timestamp";
       time.textContent = duration(event.start);
       line.append(time);
-      if (event.speaker != null) {
-        const speaker = document.createElement("span");
-        speaker.className = "speaker";
-        speaker.textContent = `Speaker ${event.speaker + 1}`;
-        line.append(speaker);
-      }
+      if (speaker != null) line.append(this.label(speaker, { button: Boolean(this.onRename) }));
       const body = document.createElement("span");
       body.className = "text";
       line.append(body);
@@ -140,6 +168,25 @@ export class Subtitles {
     if (!event.history && position !== null) this.samples.push({ at: performance.now(), secs: position - event.end });
     if (this.stick) this.scrollToEnd();
     else this.jump.hidden = false;
+  }
+
+  // A speaker's label: a button that renames them on an operator's page, else plain text.
+  label(speaker, { button }) {
+    const label = document.createElement(button ? "button" : "span");
+    label.className = "speaker";
+    label.dataset.speakerId = speaker;
+    if (button) {
+      label.type = "button";
+      label.addEventListener("click", () => this.onRename(speaker, label));
+    }
+    this.showLabel(label, speaker);
+    return label;
+  }
+
+  showLabel(label, speaker) {
+    const name = this.speakerName(speaker);
+    if (label.textContent !== name) label.textContent = name;
+    if (label.tagName === "BUTTON") label.setAttribute("aria-label", `Rename ${name}`);
   }
 
   // The median speech-to-screen delay of the finals shown in the last minute.
@@ -171,6 +218,10 @@ export class Subtitles {
   scrollToEnd() {
     this.scroller.scrollTop = this.scroller.scrollHeight;
   }
+}
+
+export function defaultName(speaker) {
+  return `Speaker ${speaker + 1}`;
 }
 
 function setSpeaker(element, speaker) {
