@@ -33,6 +33,7 @@ ENV USE_GPU=true \
     MEDIA_DIR=/data/media \
     TDT_MODEL_PATH=/models/parakeet-tdt \
     CANARY_MODEL_PATH=/models/canary-1b \
+    DIAR_MODEL_PATH=/models/sortformer \
     STATIC_ROOT=/app/staticfiles
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
 

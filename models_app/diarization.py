@@ -48,6 +48,7 @@ MARGIN = 2  # feature frames recomputed before a new range: their windows saw th
 MIN_ACTIVITY = 0.3  # a speaker this active on average over a word's span is speaking it
 WIDEN_FRAMES = 3  # a word where nobody is active is looked at again with 240 ms either side
 FINISH_SECS = 60.0  # finish() gives up on a diarizer that cannot catch up in this long
+SKIP_AFTER_SECS = 10.0  # a stream this much further behind than its look-ahead skips to the newest (overload)
 
 
 class Timeline:
@@ -87,11 +88,11 @@ class Timeline:
                     return int(mean.argmax())
         return None
 
-    def speakers(self, words: list[Word], previous: int | None = None) -> list[int | None]:
+    def speakers(self, words: list[Word], previous: int | None = None, provisional: bool = False) -> list[int | None]:
         """Each word's speaker; a word where nobody is active keeps the speaker before it."""
         found = []
         for word in words:
-            speaker = self.speaker(word.start, word.end)
+            speaker = self.speaker(word.start, word.end, provisional)
             previous = speaker if speaker is not None else previous
             found.append(previous)
         return found
@@ -117,6 +118,7 @@ class SpeakerStream:
         self.state = SpeakerState(self.setup)
         self.timeline = Timeline()
         self.error: str | None = None
+        self.skipped_secs = 0.0  # audio left undiarized because the diarizer had fallen too far behind
         self.step_secs = 0.0  # time in the model's run, in total
         self.own_secs = 0.0  # time in this code around it, in total
         self._lock = threading.Lock()
@@ -189,6 +191,9 @@ class SpeakerStream:
         if total_rows is not None and self._next >= total_rows:
             self._finished.set()
             return
+        behind = (available / SUBSAMPLING - self._next) * FRAME_SECS - setup.latency_secs  # than it could be
+        if not ended and behind > self.diarizer.skip_after_secs:
+            self._skip_to(available // SUBSAMPLING - setup.chunk - setup.right)
         first = max(self._next - setup.left, 0)
         end = min((self._next + setup.chunk + setup.right) * SUBSAMPLING, available)
         chunk = self._features_for(first * SUBSAMPLING, end)
@@ -207,15 +212,33 @@ class SpeakerStream:
         if total_rows is not None and self._next >= total_rows:
             self._finished.set()
 
+    def _skip_to(self, frame: int) -> None:
+        """Fallen too far behind (the machine cannot keep up): the rows before `frame` stay unknown (no
+        one speaks there, for the words), and the state carries the speakers on across the gap."""
+        gap = frame - self._next
+        self.skipped_secs += gap * FRAME_SECS
+        log.warning("speaker stream %.1f s behind: skipped %.1f s of audio", self.behind_secs(), gap * FRAME_SECS)
+        self.timeline.extend(np.zeros((gap, SPEAKERS), np.float32), np.zeros((0, SPEAKERS), np.float32))
+        self._next = frame
+        start = (frame - self.setup.left) * SUBSAMPLING
+        if start > self._features_start + len(self._features):  # none of the kept features is read again
+            self._features = np.zeros((0, N_MELS), np.float32)
+            self._features_start = start
+        self._forget_before(start)
+
+    def _join_arrived(self) -> None:
+        """(under the lock) The pushed pieces joined to the audio."""
+        if self._arrived:
+            self._audio = np.concatenate([self._audio, *self._arrived])
+            self._arrived.clear()
+
     def _features_for(self, start: int, end: int) -> np.ndarray:
         """Feature frames [start, end) [end - start, 128], each computed once."""
         have = self._features_start + len(self._features)
         if end > have:
             first = max(have - MARGIN, 0)
             with self._lock:
-                if self._arrived:
-                    self._audio = np.concatenate([self._audio, *self._arrived])
-                    self._arrived.clear()
+                self._join_arrived()
                 stop = min(end * HOP + WINDOW_REACH, self._received)
                 audio = self._audio[first * HOP - self._audio_start : stop - self._audio_start]
             frames, _ = log_mel(audio, n_mels=N_MELS, normalize=False)
@@ -231,7 +254,8 @@ class SpeakerStream:
             self._features_start += drop
         keep_from = max(self._features_start + len(self._features) - MARGIN, 0) * HOP
         with self._lock:
-            drop_samples = min(keep_from - self._audio_start, len(self._audio))
+            self._join_arrived()
+            drop_samples = keep_from - self._audio_start
             if drop_samples > 0:
                 self._audio = self._audio[drop_samples:]
                 self._audio_start = keep_from
@@ -244,9 +268,12 @@ class SpeakerStream:
 class Diarizer:
     """The process's engine and the one thread that steps every stream."""
 
-    def __init__(self, engine: SortformerEngine, setup_name: str = "low") -> None:
+    def __init__(
+        self, engine: SortformerEngine, setup_name: str = "low", skip_after_secs: float = SKIP_AFTER_SECS
+    ) -> None:
         self.engine = engine
         self.setup = SETUPS[setup_name]
+        self.skip_after_secs = skip_after_secs  # a stream this much later than its look-ahead skips ahead
         self._streams: list[SpeakerStream] = []
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None

@@ -80,6 +80,7 @@ SKIP_AFTER_SECS = 10.0  # the run this far behind the clock skips audio...
 SKIP_KEEPS_SECS = 2.0  # ...all but this much of it
 SKIPPED_SHOWN_SECS = 10.0  # a run that skipped audio says so (degraded 2) for this long
 FEED_THREADS = 4  # read and push the sessions' audio
+SPEAKER_WAIT_SECS = 3.0  # the longest a final waits for its speaker (models_app.diarization)
 FINAL_PASSES_AT_ONCE = 2  # each holds a pool thread while it waits behind live passes
 # The database may be locked (SQLite, past its 30 s timeout) or gone a while (PostgreSQL
 # restarting): a state change is tried again for this long before the session gives up.
@@ -151,7 +152,8 @@ class SessionRun:
         self.index = 0  # of the next live row
         self.cues = CueBuilder()  # the live transcript's cues, built as the finals come
         self.speakers: SpeakerStream | None = None  # its diarization, when the session has one
-        self.waiting: list[tuple[Word, float | None]] = []  # finals (with confidence) waiting for their speakers
+        # finals waiting for their speakers: (word, its segment's confidence, when it came, monotonic)
+        self.waiting: list[tuple[Word, float | None, float]] = []
         self.last_speaker: int | None = None
         self.partial: TranscriptionSegment | None = None  # the stream's latest partial
         self.unsaved: list[TranscriptSegment] = []  # finals waiting for the database, in order
@@ -310,7 +312,7 @@ class SessionRun:
         for segment in chunk.finals:
             # a final without word times still counts, as one word over its whole time
             words = segment.words or [Word(" " + segment.text.strip(), segment.start_time, segment.end_time)]
-            self.waiting += [(word, segment.confidence) for word in words]
+            self.waiting += [(word, segment.confidence, time.monotonic()) for word in words]
         released = self.release_finals()
         self.save_soon()
         if chunk.partial is not None:
@@ -319,21 +321,25 @@ class SessionRun:
             await self.send_partial()
 
     def release_finals(self, wait: bool = True) -> int:
-        """The waiting finals whose speakers are known (all of them, without `wait`) become rows, a cue
-        never holding two speakers."""
+        """The waiting finals whose speakers are known become rows, a cue never holding two speakers. A final
+        waits SPEAKER_WAIT_SECS at most (none without `wait`): a diarizer that cannot keep up costs the
+        words their sure speakers (they take the newest guess), not their time on screen."""
         covered = self.speakers.covered_secs if self.speakers is not None and wait else float("inf")
+        waited_since = time.monotonic() - SPEAKER_WAIT_SECS
         ready = 0
-        while ready < len(self.waiting) and self.waiting[ready][0].end <= covered:
+        while ready < len(self.waiting) and (
+            self.waiting[ready][0].end <= covered or self.waiting[ready][2] <= waited_since
+        ):
             ready += 1
         if not ready:
             return 0
         taken, self.waiting = self.waiting[:ready], self.waiting[ready:]
-        words = [word for word, _ in taken]
+        words = [word for word, _, _ in taken]
         if self.speakers is not None and self.speakers.error is None:
-            speakers = self.speakers.timeline.speakers(words, self.last_speaker)
+            speakers = self.speakers.timeline.speakers(words, self.last_speaker, provisional=True)
         else:
             speakers = [None] * len(words)
-        confidence = {id(word): known for word, known in taken}
+        confidence = {id(word): known for word, known, _ in taken}
         for run, speaker in diarization.runs(words, speakers):
             for piece in self.cues.add(run, speaker):
                 self.unsaved.append(
@@ -355,7 +361,7 @@ class SessionRun:
 
     async def send_partial(self) -> None:
         """The partial as the page shows it: the finals still waiting for their speakers, then the stream's partial."""
-        words = [word for word, _ in self.waiting]
+        words = [word for word, _, _ in self.waiting]
         partial = self.partial
         text = "".join(w.text for w in words) + (partial.text if partial is not None else "")
         if words:

@@ -155,7 +155,7 @@ def test_a_step_waits_for_its_look_ahead_and_keeps_it_as_provisional(tmp_path):
 
 def test_the_diarizer_thread_steps_every_stream_and_finish_waits_for_the_last(tmp_path):
     plan = plan_from_turns(TURNS, SECS)
-    diarizer = Diarizer(engine_for(tmp_path, plan))
+    diarizer = Diarizer(engine_for(tmp_path, plan), skip_after_secs=float("inf"))  # audio comes faster than live
     streams = [diarizer.stream() for _ in range(3)]
     audio = noise(SECS)
     for start in range(0, len(audio), 16000):
@@ -168,10 +168,34 @@ def test_the_diarizer_thread_steps_every_stream_and_finish_waits_for_the_last(tm
         stream.close()
 
 
+def test_a_stream_that_falls_far_behind_skips_to_the_newest_audio_and_goes_on(tmp_path):
+    plan = plan_from_turns([(0.0, 40.0, 0)], 40.0)
+    engine = engine_for(tmp_path, plan)
+    stream = SpeakerStream(Diarizer(engine))
+    audio = noise(40.0)
+    stream.push(audio[: 30 * SAMPLE_RATE])  # 30 s arrive while nothing could be stepped
+    stream.step(engine)
+    assert stream.skipped_secs == pytest.approx(30.0 - LOW.latency_secs, abs=0.15)  # to its look-ahead from the newest
+    assert len(engine.calls) == 1 and engine.calls[0][0] == (LOW.left + LOW.chunk + LOW.right) * 8
+    stream.push(audio[30 * SAMPLE_RATE :])
+    stream._ended = True
+    while stream.due():
+        stream.step(engine)
+    rows = stream.timeline.rows
+    assert len(rows) == len(plan)  # every frame has a row...
+    skipped = round(stream.skipped_secs / FRAME_SECS)
+    assert not rows[:skipped].any()  # ...the skipped ones unknown (nobody speaks there)...
+    assert rows[skipped:, 0].min() == pytest.approx(0.95)  # ...and the speaker carried on after the gap
+    whole, _ = log_mel(audio, n_mels=128, normalize=False)
+    newest = stream.state.fifo[-100:, 1]  # after the gap: the last 100 frames (the graph's channel 0 counts on
+    for frame, mean in zip(range(stream._next - 100, stream._next), newest, strict=True):  # from before it)
+        assert mean == pytest.approx(whole[0].T[frame * 8 : frame * 8 + 8].mean(), abs=1e-5)  # features still right
+
+
 def test_a_failing_step_fails_its_stream_only(tmp_path, caplog):
     plan = plan_from_turns(TURNS, 10.0)
     engine = engine_for(tmp_path, plan)
-    diarizer = Diarizer(engine)
+    diarizer = Diarizer(engine, skip_after_secs=float("inf"))
     healthy, broken = diarizer.stream(), diarizer.stream()
     broken.state.fifo = np.zeros((3, 7), np.float32)  # not the model's width: its next step fails
     for stream in (healthy, broken):

@@ -126,7 +126,10 @@ def patch(client, session, body):
 
 
 def said_by_two(session: TranscriptionSession) -> None:
-    words: list[list[tuple[str, float, float]]] = [[(" Hello", 0.0, 0.4), (" there.", 0.4, 0.9)], [(" Hi", 1.5, 1.8), (" <you>.", 1.8, 2.2)]]
+    words: list[list[tuple[str, float, float]]] = [
+        [(" Hello", 0.0, 0.4), (" there.", 0.4, 0.9)],
+        [(" Hi", 1.5, 1.8), (" <you>.", 1.8, 2.2)],
+    ]
     for index, (speaker, said) in enumerate(zip((0, 1), words, strict=True)):
         text = "".join(w[0] for w in said)
         TranscriptSegment.objects.create(
@@ -187,3 +190,39 @@ def test_only_operators_rename(client, make_media):
     assert patch(client, session, {"speaker_names": {"0": "Diane"}}).status_code in (401, 403)
     session.refresh_from_db()
     assert session.speaker_names == {}
+
+
+# --- finals wait for their speakers, within a bound -------------------------------------------------------
+
+
+class SlowSpeakers:
+    """A diarizer that has covered `covered_secs` of the audio, and guesses beyond."""
+
+    def __init__(self, covered_secs: float) -> None:
+        self.covered_secs = covered_secs
+        self.error = None
+        self.timeline = diarization.Timeline()
+        plan = plan_from_turns([(0.0, 2.0, 0), (2.0, 10.0, 1)], 10.0)
+        confirmed = round(covered_secs / 0.08)
+        self.timeline.extend(plan[:confirmed], plan[confirmed : confirmed + 7])
+
+
+def test_finals_wait_for_the_diarizer_but_never_longer_than_the_bound(make_media, monkeypatch):
+    from models_app.streaming import Word
+    from sessions_app import runner
+
+    clock = [100.0]
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
+    run = runner.SessionRun(None, new_session(make_media(1.0)))
+    run.speakers = SlowSpeakers(covered_secs=1.6)
+    words = [Word(" one", 0.2, 0.6), Word(" two", 1.0, 1.5), Word(" three", 2.0, 2.3), Word(" four", 2.3, 2.6)]
+    run.waiting = [(word, 0.9, clock[0]) for word in words]
+
+    assert run.release_finals() == 2  # the words the diarizer has covered
+    assert [(row.text, row.speaker) for row in run.unsaved] == [(" one two", 0)]
+    clock[0] += runner.SPEAKER_WAIT_SECS - 0.1
+    assert run.release_finals() == 0  # the rest still wait...
+    clock[0] += 0.2
+    assert run.release_finals() == 2  # ...until the bound: then they take the newest guess
+    assert [(row.text, row.speaker) for row in run.unsaved[1:]] == [(" three four", 1)]
+    assert run.unsaved[0].cue != run.unsaved[1].cue  # a new speaker, a new cue
