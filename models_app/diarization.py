@@ -45,19 +45,29 @@ log = logging.getLogger(__name__)
 
 WINDOW_REACH = 200  # samples a feature frame reads past its centre (half the 400-sample window)
 MARGIN = 2  # feature frames recomputed before a new range: their windows saw the range's edge
-MIN_ACTIVITY = 0.3  # a speaker this active on average over a word's span is speaking it
+ACTIVE = 0.5  # a speaker's sigmoid above this: they speak in that frame
 WIDEN_FRAMES = 3  # a word where nobody is active is looked at again with 240 ms either side
+START_WEIGHT, END_WEIGHT = 1.0, 0.5  # a word's frames count less towards its end (see Timeline.speaker)
 FINISH_SECS = 60.0  # finish() gives up on a diarizer that cannot catch up in this long
 SKIP_AFTER_SECS = 10.0  # a stream this much further behind than its look-ahead skips to the newest (overload)
 
 
+def frame_at(secs: float) -> int:
+    """The 80 ms frame that holds `secs` (12.5 frames a second is exact; a division by 0.08 is not)."""
+    return math.floor(secs * 12.5 + 1e-6)
+
+
 class Timeline:
-    """A stream's speaker activity over media time: rows of SPEAKERS per 80 ms frame from 0."""
+    """A stream's speaker activity over media time: rows of SPEAKERS per 80 ms frame from 0.
+
+    The diarizer's thread extends it while the session's loop reads it: both under its lock.
+    """
 
     def __init__(self) -> None:
         self._rows = np.zeros((256, SPEAKERS), np.float32)
         self.count = 0  # confirmed rows
-        self.provisional = np.zeros((0, SPEAKERS), np.float32)  # the look-ahead's rows after them
+        self._provisional = np.zeros((0, SPEAKERS), np.float32)  # the look-ahead's rows after them
+        self._lock = threading.Lock()
 
     @property
     def covered_secs(self) -> float:
@@ -65,27 +75,45 @@ class Timeline:
 
     @property
     def rows(self) -> np.ndarray:
-        return self._rows[: self.count]
+        with self._lock:
+            return self._rows[: self.count].copy()
+
+    @property
+    def provisional(self) -> np.ndarray:
+        return self._provisional
 
     def extend(self, rows: np.ndarray, provisional: np.ndarray) -> None:
-        if self.count + len(rows) > len(self._rows):
-            grown = np.zeros((max(2 * len(self._rows), self.count + len(rows)), SPEAKERS), np.float32)
-            grown[: self.count] = self.rows
-            self._rows = grown
-        self._rows[self.count : self.count + len(rows)] = rows
-        self.count += len(rows)
-        self.provisional = provisional
+        with self._lock:
+            if self.count + len(rows) > len(self._rows):
+                grown = np.zeros((max(2 * len(self._rows), self.count + len(rows)), SPEAKERS), np.float32)
+                grown[: self.count] = self._rows[: self.count]
+                self._rows = grown
+            self._rows[self.count : self.count + len(rows)] = rows
+            self.count += len(rows)
+            self._provisional = provisional
+
+    def _span(self, first: int, last: int, provisional: bool) -> np.ndarray:
+        """Rows [first, last) as far as they are known (with the look-ahead's, if `provisional`)."""
+        with self._lock:
+            confirmed = self._rows[max(first, 0) : min(last, self.count)]
+            if not provisional or last <= self.count:
+                return confirmed.copy()
+            ahead = self._provisional[max(first - self.count, 0) : last - self.count]
+            return np.concatenate([confirmed, ahead])
 
     def speaker(self, start: float, end: float, provisional: bool = False) -> int | None:
-        """The speaker most active over [start, end), or None where nobody is (looked at again a little wider)."""
-        rows = np.concatenate([self.rows, self.provisional]) if provisional else self.rows
-        first, last = int(start / FRAME_SECS), max(math.ceil(end / FRAME_SECS), int(start / FRAME_SECS) + 1)
+        """Who speaks [start, end): the speaker with the most activity over the frames where anyone speaks,
+        those nearer its start weighing more (a word's end is the less sure of its times: Whisper stretches a
+        turn's last word over the silence or the reply after it). None where nobody speaks, even looked at
+        WIDEN_FRAMES wider."""
+        first = frame_at(start)
+        last = max(math.ceil(end * 12.5 - 1e-6), first + 1)
         for reach in (0, WIDEN_FRAMES):
-            span = rows[max(first - reach, 0) : last + reach]
-            if len(span):
-                mean = span.mean(axis=0)
-                if mean.max() >= MIN_ACTIVITY:
-                    return int(mean.argmax())
+            span = self._span(first - reach, last + reach, provisional)
+            speaking = span.max(axis=1, initial=0.0) > ACTIVE
+            if speaking.any():
+                weights = np.linspace(START_WEIGHT, END_WEIGHT, len(span), dtype=np.float32)
+                return int((span[speaking] * weights[speaking, None]).sum(axis=0).argmax())
         return None
 
     def speakers(self, words: list[Word], previous: int | None = None, provisional: bool = False) -> list[int | None]:
@@ -119,8 +147,8 @@ class SpeakerStream:
         self.timeline = Timeline()
         self.error: str | None = None
         self.skipped_secs = 0.0  # audio left undiarized because the diarizer had fallen too far behind
-        self.step_secs = 0.0  # time in the model's run, in total
-        self.own_secs = 0.0  # time in this code around it, in total
+        self.step_secs = 0.0  # wall time in the model's run, in total
+        self.own_secs = 0.0  # CPU time of this code around it, in total
         self._lock = threading.Lock()
         self._audio = np.zeros(0, np.float32)
         self._arrived: list[np.ndarray] = []  # pushed, not yet joined to _audio (the thread joins them)
@@ -183,7 +211,7 @@ class SpeakerStream:
 
     def step(self, engine: SortformerEngine) -> None:
         """One chunk: its features, the model, the state's update, the timeline."""
-        started = time.perf_counter()
+        cpu = time.thread_time()
         setup = self.setup
         with self._lock:
             available, ended = self._available_frames(), self._ended
@@ -198,17 +226,17 @@ class SpeakerStream:
         end = min((self._next + setup.chunk + setup.right) * SUBSAMPLING, available)
         chunk = self._features_for(first * SUBSAMPLING, end)
         rows = min(setup.chunk, math.ceil(end / SUBSAMPLING) - self._next)
-        ran = time.perf_counter()
+        ran, run_cpu = time.perf_counter(), time.thread_time()
         preds, embeddings = engine.step(chunk, self.state.cache, self.state.fifo)
-        run_secs = time.perf_counter() - ran
-        self.step_secs += run_secs
+        self.step_secs += time.perf_counter() - ran
+        run_cpu = time.thread_time() - run_cpu
         context = self._next - first
         chunk_rows = self.state.update(preds, embeddings, context, rows)
         ahead = preds[len(preds) - len(embeddings) + context + rows :]
         self.timeline.extend(chunk_rows, ahead)
         self._next += rows
         self._forget_before((self._next - setup.left) * SUBSAMPLING)
-        self.own_secs += time.perf_counter() - started - run_secs
+        self.own_secs += time.thread_time() - cpu - run_cpu  # CPU time: not the waits for the GIL or the cores
         if total_rows is not None and self._next >= total_rows:
             self._finished.set()
 
@@ -298,10 +326,13 @@ class Diarizer:
             self._ready.notify()
 
     def close(self) -> None:
-        """Stop the thread (its streams get no more steps)."""
+        """Stop the thread; its streams get no more steps, and one waiting to finish is told at once."""
         with self._ready:
             self._closed = True
             self._ready.notify()
+            for stream in self._streams:
+                if not stream._finished.is_set():
+                    stream.fail("the diarizer was closed")
 
     def _loop(self) -> None:
         while True:

@@ -9,6 +9,7 @@ memory, the same on every call (seeded noise, fixed codec settings).
     clip("beckett").reference        # the words spoken, or None where they are not known
     clip("two_cities+phone").audio   # [samples] float32
     evaluation_set()                 # recordings, every transform of each, and the programme
+    reference_turns("endgame_nagg_nell")  # who speaks when: [(start, end, "nagg"), ...] from speech/*.rttm
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ WHEEL = "moonshine-voice==0.1.5"
 _WHEEL_PLATFORM = "manylinux_2_34_x86_64"
 _ASSETS = "moonshine_voice/assets/"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".cache" / "speech"
+REFERENCE_DIR = Path(__file__).resolve().parent / "speech"  # committed: the speaker references (RTTM)
 
 # Dickens, A Tale of Two Cities (1859), the first sentence: the recording reads all of it (speech ends
 # at 41.7 s of 44.4 s). Project Gutenberg's text; its "way--in" dash is written spaced so that splitting
@@ -168,6 +170,23 @@ def clip(name: str) -> Clip:
     original = clip(source)
     audio = _transformed(original.audio, kind, name)
     return Clip(name, _read_only(audio), original.reference, source, kind)
+
+
+def reference_turns(name: str) -> list[tuple[float, float, str]]:
+    """Who speaks when in recording `name`: (start_secs, end_secs, speaker) per turn, in time order, from
+    `speech/<name>.rttm` (speech/README.md says how each was made). A gap between turns is silence or
+    undecided. KeyError where the recording has no speaker reference."""
+    path = REFERENCE_DIR / f"{name}.rttm"
+    if not path.is_file():
+        known = ", ".join(sorted(rttm.stem for rttm in REFERENCE_DIR.glob("*.rttm")))
+        raise KeyError(f"No speaker reference for {name!r}: there is one for {known}.")
+    turns = []
+    for line in path.read_text().splitlines():
+        fields = line.split()  # SPEAKER <file> <channel> <onset> <duration> <NA> <NA> <speaker> <NA> <NA>
+        if fields and fields[0] == "SPEAKER":
+            onset, duration = float(fields[3]), float(fields[4])
+            turns.append((onset, round(onset + duration, 3), fields[7]))
+    return sorted(turns)
 
 
 def cache_dir() -> Path:

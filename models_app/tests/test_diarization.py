@@ -236,6 +236,21 @@ def test_in_an_overlap_the_louder_voice_wins():
     assert timeline.speaker(1.0, 1.5) == 1
 
 
+def test_a_short_reply_stretched_over_the_silence_after_it_is_its_speakers():
+    # Whisper times Nell's "Yes." (1.58-1.83 s) as 1.60-2.60 s, over the silence and into Nagg's next turn
+    timeline = timeline_of(plan_from_turns([(0.1, 0.9, 0), (1.58, 1.83, 1), (2.47, 3.28, 0)], 4.0))
+    assert timeline.speaker(1.60, 2.60) == 1  # only the frames where someone speaks count
+    # "Laughing." (19.68-20.48 s): Nell's turn ends at 19.78, Nagg's starts at 20.43: one frame each
+    timeline = timeline_of(plan_from_turns([(19.46, 19.78, 1), (20.43, 21.89, 0)], 22.0))
+    assert timeline.speaker(19.68, 20.48) == 1  # the start is the surer of a word's times
+
+
+def test_frames_are_found_exactly_at_multiples_of_80_ms():
+    assert [diarization.frame_at(n * 0.08) for n in range(400)] == list(range(400))
+    timeline = timeline_of(plan_from_turns([(0.0, 2.32, 0), (2.32, 3.0, 1)], 3.0))
+    assert timeline.speaker(2.32, 2.40) == 1
+
+
 def test_words_nobody_is_heard_on_keep_the_speaker_before_them():
     timeline = timeline_of(plan_from_turns([(0.0, 1.0, 1), (3.0, 4.0, 0)], 4.0))
     words = [Word(" one", 0.2, 0.5), Word(" two", 1.6, 1.9), Word(" three", 3.2, 3.5)]

@@ -36,8 +36,7 @@ def reference(tmp_path, settings) -> list[tuple[float, float, str]]:
     plan = plan_from_turns([(start, end, SLOTS[who]) for start, end, who in turns], clip(RECORDING).seconds)
     settings.DIAR_MODEL_PATH = str(write_sortformer(tmp_path / "sortformer", plan, SETUPS["low"].left).parent)
     diarization.reset_for_tests()
-    yield turns
-    diarization.reset_for_tests()  # its thread stops; the next test loads what it points at
+    return turns
 
 
 def import_recording(directory: Path) -> MediaFile:
@@ -63,26 +62,50 @@ def check_speakers(segments: list[TranscriptSegment], turns: list[tuple[float, f
     words = [(word, segment.speaker) for segment in segments for word in segment.words]
     judged = [(word, speaker, judged_speaker(word, turns)) for word, speaker in words]
     judged = [(word, speaker, expected) for word, speaker, expected in judged if expected is not None]
-    misses = [(word, speaker, expected) for word, speaker, expected in judged if speaker != expected]
-    share = 1 - len(misses) / len(judged)
-    print(f"{version}: {len(judged)} of {len(words)} words judged, {share:.1%} with the reference's speaker")
-    for word, speaker, expected in misses:
-        print(f"    {word}: speaker {speaker}, the reference says {expected}")
-    for word, speaker in words:
-        print(f"      {version} {word} {speaker} {judged_speaker(word, turns)}")
+    misses = [f"{word} has {speaker}, not {expected}" for word, speaker, expected in judged if speaker != expected]
+    matched = len(judged) - len(misses)
+    print(f"{version}: {matched} of {len(judged)} judged words ({len(words)} in all) have the reference's speaker")
+    assert len(judged) >= 40  # Whisper hears some 74 words, about 52 of them well inside a turn
+    # All of them, as measured in every run, live and final. The 0.15 s edge is what makes all of them fair to ask
+    # for: Whisper stretches a turn's last word over the silence after it, and such a word is not judged.
+    assert not misses, misses
     cues: dict[int, set[int | None]] = {}
     for segment in segments:
         cues.setdefault(segment.cue, set()).add(segment.speaker)
-    assert all(len(speakers) == 1 for speakers in cues.values())  # no cue holds two speakers
+    assert all(len(speakers) == 1 for speakers in cues.values()), cues  # no cue holds two speakers
 
 
 def export(client, session: TranscriptionSession, fmt: str, version: str) -> str:
     return client.get(f"/api/sessions/{session.pk}/transcript?format={fmt}&version={version}").content.decode()
 
 
+def srt_cues(srt: str) -> list[tuple[float, float, str, str]]:
+    """(start, shown until, speaker label, text) of each SubRip cue that names its speaker."""
+    found = []
+    for block in srt.strip().split("\n\n"):
+        _, times, text = block.split("\n", 2)
+        start, end = (
+            int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+            for h, m, s, ms in re.findall(r"(\d+):(\d+):(\d+),(\d+)", times)
+        )
+        if named := re.match(r"(Speaker \d): (.*)", text, flags=re.DOTALL):
+            found.append((start, end, named.group(1), named.group(2).replace("\n", " ")))
+    return found
+
+
+def label(who: str) -> str:
+    return f"Speaker {SLOTS[who] + 1}"
+
+
 def changes(labels: list[str]) -> list[str]:
     """`labels` with each run of one label kept once."""
-    return [label for i, label in enumerate(labels) if i == 0 or labels[i - 1] != label]
+    return [said for i, said in enumerate(labels) if i == 0 or labels[i - 1] != said]
+
+
+def most_heard(start: float, end: float, turns: list[tuple[float, float, str]]) -> str | None:
+    """The reference's speaker who speaks longest within [start, end), if anyone does."""
+    longest, who = max((min(end, last) - max(start, first), who) for first, last, who in turns)
+    return who if longest > 0 else None
 
 
 async def test_every_word_of_a_two_voice_conversation_has_its_speaker_live_and_final(reference, client, tmp_path):
@@ -97,8 +120,13 @@ async def test_every_word_of_a_two_voice_conversation_has_its_speaker_live_and_f
     for version in (TranscriptVersion.LIVE, TranscriptVersion.FINAL):
         check_speakers(await database_sync_to_async(rows)(session, version), reference, version)
 
-    srt = await database_sync_to_async(export)(client, session, "srt", TranscriptVersion.LIVE)
-    print(srt)
-    labels = re.findall(r"^(Speaker \d): ", srt, flags=re.MULTILINE)
-    print(changes(labels))
-    print(changes([f"Speaker {SLOTS[who] + 1}" for _, _, who in reference]))
+    shown = srt_cues(await database_sync_to_async(export)(client, session, "srt", TranscriptVersion.LIVE))
+    assert {said for _, _, said, _ in shown} == {"Speaker 1", "Speaker 2"}
+    expected = changes([label(who) for _, _, who in reference])  # 14 runs: Nell says both lines at 15-17 s
+    seen = changes([said for _, _, said, _ in shown])
+    wrong = [
+        f"{text!r} at {start:.2f} s shows {said}, but {label(who)} speaks there"
+        for start, end, said, text in shown
+        if (who := most_heard(start, end, reference)) is not None and label(who) != said
+    ]
+    assert seen == expected, wrong  # (a cue's shown time can run into the next turn: `wrong` is a hint, not a rule)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, WebSocketRoute, expect
+from playwright.sync_api import Browser, Page, Request, Route, WebSocketRoute, expect
 
 from models_app.tests.sortformer_graphs import plan_from_turns, write_sortformer
 from transcriber_site.testing import LiveServer
@@ -264,8 +264,13 @@ def test_the_operator_renames_a_speaker_and_a_listener_sees_the_new_name_at_once
         operator.get_by_role("button", name="Pause session").click()
         expect(operator.locator("#player-state")).to_have_text("Paused")
 
-        patches = []
-        operator.on("request", lambda request: request.method == "PATCH" and patches.append(request))
+        patches: list[Request] = []
+
+        def note(request: Request) -> None:
+            if request.method == "PATCH":
+                patches.append(request)
+
+        operator.on("request", note)
         rename.click()
         name = operator.get_by_label("Name for Speaker 1")
         expect(name).to_be_focused()
