@@ -127,9 +127,11 @@ def log_mel(
     windows = np.lib.stride_tricks.sliding_window_view(pre_emphasis(audio, lengths), WINDOW, axis=1)
     windows = windows[:, : width * HOP : HOP]  # [B, T, 400], a view
     features = np.zeros((batch, n_mels, width), np.float32)
-    frame = np.zeros((CHUNK, N_FFT))  # float64: numpy's float64 FFT is twice as fast as its float32 one
-    power = np.empty((CHUNK, N_FFT // 2 + 1), np.float32)
     valid = np.minimum(frames, width).tolist()  # a row's padding frames are left at 0, not computed
+    rows = min(CHUNK, max(valid, default=0))  # a short buffer (the diarizer's steps) needs short blocks
+    frame = np.empty((rows, N_FFT))  # float64: numpy's float64 FFT is twice as fast as its float32 one
+    frame[:, WINDOW:] = 0  # the window's zero padding; the window's own samples are written per block
+    power = np.empty((rows, N_FFT // 2 + 1), np.float32)
     for row in range(batch):
         for start in range(0, valid[row], CHUNK):
             count = min(CHUNK, valid[row] - start)

@@ -158,24 +158,44 @@ class SpeakerState:
     setup: Setup
     cache: np.ndarray = field(default_factory=lambda: np.zeros((0, EMBEDDING), np.float32))
     cache_preds: np.ndarray | None = None  # kept once the cache has been compressed
-    fifo: np.ndarray = field(default_factory=lambda: np.zeros((0, EMBEDDING), np.float32))
     fifo_preds: np.ndarray = field(default_factory=lambda: np.zeros((0, SPEAKERS), np.float32))
     silence: np.ndarray = field(default_factory=lambda: np.zeros(EMBEDDING, np.float32))  # mean silent embedding
     silent_frames: int = 0
+    # the FIFO lives at the start of a buffer with room for one more chunk: a step writes its rows
+    # there instead of copying the whole FIFO (the buffer shifts once per update period)
+    _queue: np.ndarray = field(default_factory=lambda: np.zeros((0, EMBEDDING), np.float32))
+    _queued: int = 0
+
+    @property
+    def fifo(self) -> np.ndarray:
+        """[F, 512]: the FIFO's embeddings, oldest first (a view)."""
+        return self._queue[: self._queued]
+
+    @fifo.setter
+    def fifo(self, rows: np.ndarray) -> None:
+        self._queue = np.zeros((max(len(rows), self.setup.fifo) + self.setup.chunk, rows.shape[1]), np.float32)
+        self._queue[: len(rows)] = rows
+        self._queued = len(rows)
 
     def update(self, preds: np.ndarray, embeddings: np.ndarray, left: int, rows: int) -> np.ndarray:
         """Take one step's outputs: preds [S + F + C, 4], embeddings [C, 512], of which the chunk's own
         rows are `left` .. `left + rows` (the rest is context). Returns those rows' activity [rows, 4]."""
-        cached, queued = len(self.cache), len(self.fifo)
+        cached, queued = len(self.cache), self._queued
         chunk = embeddings[left : left + rows]
         chunk_preds = preds[cached + queued + left : cached + queued + left + rows]
-        self.fifo = np.concatenate([self.fifo, chunk])
+        if queued + rows > len(self._queue):
+            self.fifo = self.fifo  # the first step (or a setter's odd size): a buffer with room
+        self._queue[queued : queued + rows] = chunk
+        self._queued += rows
         self.fifo_preds = np.concatenate([preds[cached : cached + queued], chunk_preds])
-        if len(self.fifo) > self.setup.fifo:
-            popped = min(max(self.setup.update_period, rows - self.setup.fifo + queued), len(self.fifo))
-            out, out_preds = self.fifo[:popped], self.fifo_preds[:popped]
+        if self._queued > self.setup.fifo:
+            popped = min(max(self.setup.update_period, rows - self.setup.fifo + queued), self._queued)
+            out, out_preds = self.fifo[:popped].copy(), self.fifo_preds[:popped]
             self._learn_silence(out, out_preds)
-            self.fifo, self.fifo_preds = self.fifo[popped:], self.fifo_preds[popped:]
+            kept = self._queued - popped
+            self._queue[:kept] = self._queue[popped : self._queued]  # numpy copies overlapping slices safely
+            self._queued = kept
+            self.fifo_preds = self.fifo_preds[popped:]
             self.cache = np.concatenate([self.cache, out])
             if self.cache_preds is not None:
                 self.cache_preds = np.concatenate([self.cache_preds, out_preds])
