@@ -259,7 +259,7 @@ def main() -> None:
     print()
     print(f"1. Our own code, per second of audio: {args.stream_seconds:.0f} s of recorded speech per stream, pushed")
     print(f"   0.1 s at a time as fast as possible into one Diarizer ({engine.provider}), then finished.")
-    print("   own    SpeakerStream's code around the model, CPU time: features, state update, timeline (goal under 1 ms)")
+    print("   own    SpeakerStream's code around the model (CPU time): features, state update, timeline; goal < 1 ms")
     print("   model  the model's step: InferenceSession.run and its inputs, of the scripted graph")
     print("   loop   the Diarizer's loop and the pushes, beyond both (the run's wall time less own and model)")
     print("   held   the arrays a live stream holds at its peak, stepped as its audio arrives in real time: NeMo's")
