@@ -264,7 +264,8 @@ class SessionRun:
                 await self.publish(ending)
                 await self.saved()
                 await retrying(session.complete)
-                self.worker.start_final_pass(session, self.speakers.timeline if self.speakers else None)
+                speakers = self.speakers if self.speakers is not None and self.speakers.error is None else None
+                self.worker.start_final_pass(session, speakers.timeline if speakers is not None else None)
                 return
             self.save_soon()
             if time.monotonic() >= next_status:
@@ -317,7 +318,7 @@ class SessionRun:
         self.save_soon()
         if chunk.partial is not None:
             self.partial = chunk.partial
-        if chunk.partial is not None or released:
+        if chunk.partial is not None or (released and self.speakers is not None):  # the released left the partial
             await self.send_partial()
 
     def release_finals(self, wait: bool = True) -> int:
