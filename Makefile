@@ -3,15 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8000
+# Where `make run` listens: loopback only, unless told (`make run HOST=0.0.0.0`). Not taken from
+# the environment (no `?=`): tcsh exports HOST as the machine's name.
+HOST   := 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the test suite drives: Redis for scale-out, Chromium for the page, espeak-ng for speech.
+# Debian packages the test suite drives: Redis for scale-out, Chromium for the page, espeak-ng for
+# speech; and npm (unless one is on PATH already), which fetches axe-core for the page tests.
 TEST_PACKAGES := redis-server chromium espeak-ng
 
 .PHONY: run test lint install install-dev system-packages bench
 
-run: install  ## install everything, then serve http://127.0.0.1:$(PORT) and print the operator's sign-in link
+run: install  ## install everything, then serve http://$(HOST):$(PORT) and print the operator's sign-in link
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py serve --port $(PORT) --sign-in-link
+	$(PY) manage.py serve --host $(HOST) --port $(PORT) --sign-in-link
 
 test: install-dev system-packages  ## install everything, then lint, type-check and run the whole suite
 	$(VENV)/bin/ruff check .
@@ -37,13 +41,18 @@ $(VENV)/.stamp-dev: $(VENV)/.stamp-runtime requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
+# Only the missing packages, only what they need: no recommended packages, no upgrade of what is
+# installed. Debian's chromium registers itself as an x-www-browser alternative (see the README).
 system-packages:
 	@missing=""; \
-	for pkg in $(TEST_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	for pkg in $(TEST_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; \
+	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends --no-upgrade $$missing; \
 	fi
 
 bench: install-dev system-packages  ## every benchmark of bench/, one after another
