@@ -17,6 +17,7 @@ class MediaFileAdmin(admin.ModelAdmin[MediaFile]):
         "original_format",
         "duration_secs",
         "size_bytes",
+        "original_size_bytes",
         "sample_rate",
         "channels",
         "created_at",

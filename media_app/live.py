@@ -33,6 +33,7 @@ def new_live_media(name: str) -> MediaFile:
             original_format="live",
             duration_secs=0.0,
             size_bytes=path.stat().st_size,
+            original_size_bytes=path.stat().st_size,  # the wav it records is the original
         )
 
 
@@ -40,6 +41,7 @@ def finish_live_media(media: MediaFile, duration_secs: float) -> None:
     """The live recording is over: cut it to the `duration_secs` its session played (a source
     that sends ahead of the clock has sent a little more), and record its length and size."""
     frames = truncate(media.path, round(duration_secs * SAMPLE_RATE))
+    size = media.path.stat().st_size
     MediaFile.objects.filter(pk=media.pk).update(
-        duration_secs=frames / SAMPLE_RATE, size_bytes=media.path.stat().st_size, created_at=timezone.now()
+        duration_secs=frames / SAMPLE_RATE, size_bytes=size, original_size_bytes=size, created_at=timezone.now()
     )

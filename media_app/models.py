@@ -40,6 +40,10 @@ class MediaFile(models.Model):
     original_format = models.CharField(max_length=16)
     duration_secs = models.FloatField()
     size_bytes = models.BigIntegerField(help_text="Size of the stored wav")
+    # what the page shows beside the original's format; unknown (None) for rows imported before it was kept
+    original_size_bytes = models.BigIntegerField(
+        null=True, blank=True, help_text="Size of the file as it came in (the upload, the scanned file)"
+    )
     sample_rate = models.PositiveIntegerField(default=audio.SAMPLE_RATE)
     channels = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
@@ -76,6 +80,7 @@ class MediaFile(models.Model):
             "format": self.original_format,
             "duration_secs": round(self.duration_secs, 3),
             "size_bytes": self.size_bytes,
+            "original_size_bytes": self.original_size_bytes,
             "sample_rate": self.sample_rate,
             "channels": self.channels,
             "created_at": self.created_at.isoformat(),
@@ -121,6 +126,7 @@ class MediaFile(models.Model):
         try:
             with writing(partial):  # held until the rename, so that no start-up cleanup takes it
                 stored = audio.convert_to_wav(source, partial, display_name)
+                original_size = source.stat().st_size
                 with media_dir_lock(), transaction.atomic():
                     media = cls.objects.create(
                         filename=display_name,
@@ -128,6 +134,7 @@ class MediaFile(models.Model):
                         original_format=audio.extension_of(display_name),
                         duration_secs=stored.duration_secs,
                         size_bytes=stored.size_bytes,
+                        original_size_bytes=original_size,
                         sample_rate=stored.sample_rate,
                         channels=stored.channels,
                     )

@@ -158,5 +158,6 @@ def _register_in_place(path: Path, relative: str) -> None:
                 "original_format": "wav",
                 "duration_secs": audio.wav_duration(path),
                 "size_bytes": path.stat().st_size,
+                "original_size_bytes": path.stat().st_size,  # the file found is the original
             },
         )

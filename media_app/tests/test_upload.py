@@ -48,6 +48,17 @@ def test_each_audio_format_is_stored_as_16k_mono_wav(operator_client, tmp_path, 
     assert (media.sample_rate, media.channels) == (16000, 1)
 
 
+def test_the_original_files_size_is_kept_beside_the_stored_wavs(operator_client, tmp_path, media_dir):
+    source = write_audio(tmp_path / "talk.mp3", tone(3.0))
+
+    body = upload(operator_client, source).json()
+
+    [stored] = stored_files(media_dir)
+    assert body["original_size_bytes"] == source.stat().st_size  # what the page shows beside "mp3"
+    assert body["size_bytes"] == stored.stat().st_size != source.stat().st_size
+    assert operator_client.get("/api/media").json()[0]["original_size_bytes"] == source.stat().st_size
+
+
 def test_the_audio_track_of_a_video_is_stored(operator_client, tmp_path, media_dir):
     source = write_video_with_audio(tmp_path / "clip.mp4", tone(1.5))
 

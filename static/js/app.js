@@ -24,8 +24,13 @@ async function main() {
     return;
   }
   keepSignInHere(config.signInUrl);
-  const player = new Player(config, { operator, onLeave: () => document.getElementById(`tab-${tabs.current}`).focus() });
-  const sessions = new SessionList({ onJoin: (id) => player.join(id), config });
+  // the player's socket and the Browse feed both hear a session's listeners: each tells the other
+  const player = new Player(config, {
+    operator,
+    onLeave: () => document.getElementById(`tab-${tabs.current}`).focus(),
+    onCount: (id, count) => sessions.noteCount(id, count),
+  });
+  const sessions = new SessionList({ onJoin: (id) => player.join(id), config, onCount: (id, count) => player.showCount(id, count) });
   tablist.addEventListener("tabchange", () => sessions.schedule());
   const library = operator ? await startOperating(config, player, sessions) : null;
 

@@ -21,7 +21,6 @@ export class CreateForm {
     this.model = document.getElementById("create-model");
     this.modelHelp = document.getElementById("create-model-help");
     this.unavailable = document.getElementById("create-unavailable");
-    this.unavailableDetails = document.getElementById("create-unavailable-details");
     this.media = document.getElementById("create-media");
     this.mediaHelp = document.getElementById("create-media-help");
     this.language = document.getElementById("create-language");
@@ -72,25 +71,13 @@ export class CreateForm {
         const label = m.available ? m.display_name : `${m.display_name} (unavailable)`;
         const option = new Option(label, m.id);
         option.disabled = !m.available;
-        if (!m.available) option.title = m.unavailable_reason;
+        if (!m.available) option.title = `${m.display_name}: ${shortReason(m.unavailable_reason)}`;
         return option;
       }),
     );
     const unavailable = this.models.filter((m) => !m.available);
-    this.unavailableDetails.hidden = unavailable.length === 0;
-    // open where there is room for the reasons; on a phone they are one tap away
-    this.unavailableDetails.open = matchMedia("(min-width: 40rem)").matches;
-    document.getElementById("create-unavailable-summary").textContent =
-      `Not available on this server: ${unavailable.map((m) => m.display_name).join(", ")}`;
-    this.unavailable.replaceChildren(
-      ...unavailable.map((m) => {
-          const item = document.createElement("li");
-          const name = document.createElement("strong");
-          name.textContent = `${m.display_name} is unavailable: `;
-          item.append(name, m.unavailable_reason);
-          return item;
-        }),
-    );
+    this.unavailable.hidden = unavailable.length === 0;
+    this.unavailable.replaceChildren(...unavailable.map((m) => unavailableLine(m)));
     const first = this.models.find((m) => m.available);
     if (first) this.model.value = first.id;
     this.onModel();
@@ -255,6 +242,35 @@ export class CreateForm {
       this.updateSubmit();
     }
   }
+}
+
+// "Parakeet TDT 0.6B v3: not installed", and behind it (a disclosure) the server's sentence on how to get it.
+function unavailableLine(model) {
+  const item = document.createElement("li");
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  const name = document.createElement("strong");
+  name.textContent = model.display_name;
+  const how = document.createElement("span");
+  how.className = "how";
+  how.textContent = "how to get it";
+  summary.append(name, `: ${shortReason(model.unavailable_reason)} — `, how);
+  const reason = document.createElement("p");
+  withCode(reason, reasonDetails(model.unavailable_reason));
+  details.append(summary, reason);
+  item.append(details);
+  return item;
+}
+
+// What the server's sentence says in a word or two: "Parakeet TDT is not downloaded: ..." -> "not installed".
+function shortReason(reason) {
+  return /\bnot (downloaded|installed)\b/i.test(reason ?? "") ? "not installed" : "cannot be used here";
+}
+
+// The sentence after its "<name> is not downloaded:" opening (the line says so already), capitalised.
+function reasonDetails(reason) {
+  const rest = (reason ?? "").replace(/^[^:`]*\bnot (downloaded|installed):\s*/i, "");
+  return rest.charAt(0).toUpperCase() + rest.slice(1);
 }
 
 function languageName(code) {

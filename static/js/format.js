@@ -21,6 +21,17 @@ export function bytes(n) {
   return `${value.toFixed(unit === 0 || value >= 100 ? 0 : 1)} ${units[unit]}`;
 }
 
+// A recording's size as it came in (the upload, not the wav it is stored as); rows from
+// before the server kept that size show the stored wav's, and say so.
+export function originalSize(media) {
+  return media.original_size_bytes != null ? bytes(media.original_size_bytes) : `${bytes(media.size_bytes)} as wav`;
+}
+
+// "mp3, 0:06, 98.5 KB": what the upload message and the library say of a recording.
+export function described(media) {
+  return [media.format, duration(media.duration_secs), originalSize(media)].filter(Boolean).join(", ");
+}
+
 export function rate(bytesPerSecond) {
   return `${bytes(bytesPerSecond)}/s`;
 }

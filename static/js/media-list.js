@@ -2,7 +2,7 @@
 // before deleting; the server refuses while a live session plays the file, and says so).
 
 import { ApiError } from "./api.js";
-import { bytes, duration, notice } from "./format.js";
+import { duration, notice, originalSize } from "./format.js";
 
 const CONFIRM_MS = 5000;
 
@@ -37,7 +37,7 @@ export class MediaList {
     }
     const format = cell(media.format || "–");
     format.className = "format";
-    tr.append(name, cell(duration(media.duration_secs)), cell(bytes(media.size_bytes)), format);
+    tr.append(name, cell(duration(media.duration_secs)), cell(originalSize(media)), format);
     const button = document.createElement("button");
     button.type = "button";
     button.className = "button danger small";

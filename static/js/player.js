@@ -22,9 +22,10 @@ const AUDIO_RETRY_SECS = [1, 2, 4, 8, 15];
 const DEFAULT_JITTER_BUFFER_SECS = 0.06; // until the receiver has measured its own
 
 export class Player {
-  constructor(config, { operator = false, onLeave } = {}) {
+  constructor(config, { operator = false, onLeave, onCount = null } = {}) {
     this.config = config;
     this.onLeave = onLeave;
+    this.onCount = onCount; // (session id, listeners): what this socket hears, for the session's card
     this.section = document.getElementById("player");
     this.title = document.getElementById("player-title");
     this.sub = document.getElementById("player-sub");
@@ -87,10 +88,11 @@ export class Player {
     this.ticker = null;
     this.statsTimer = null;
     this.audioRetry = { attempt: 0, timer: null };
+    this.wantAudio = true; // the listener's choice: the audio plays (from its first packet) until they pause it
+    this.audioStarting = false; // a play() is under way: a click now would undo it, and is ignored
+    this.playAgain = false; // a new track came while it was: play that one once it is over
 
-    this.playButton.addEventListener("click", () => (this.audioElement.paused ? this.play() : this.audioElement.pause()));
-    this.audioElement.addEventListener("play", () => (this.playButton.textContent = "Pause audio"));
-    this.audioElement.addEventListener("pause", () => (this.playButton.textContent = "Play audio"));
+    this.playButton.addEventListener("click", () => this.onPlayClick());
     this.muteButton.addEventListener("click", () => {
       this.audioElement.muted = !this.audioElement.muted;
       this.muteButton.setAttribute("aria-pressed", String(this.audioElement.muted));
@@ -115,6 +117,8 @@ export class Player {
     this.stop();
     this.session = { id };
     this.key = key;
+    this.wantAudio = true;
+    this.showPlayButton();
     this.joined = this.joinedOnce = false;
     this.section.hidden = false;
     notice(this.error, "");
@@ -263,6 +267,7 @@ export class Player {
     this.clock.setClock(session.clock);
     this.clock.guessOffset(serverTime);
     this.showSession(session);
+    this.onCount?.(session.id, session.client_count);
     this.requestAudio();
     this.mic?.onJoined(session);
     this.updateIndicator();
@@ -272,6 +277,7 @@ export class Player {
     const fields = ["state", "progress_secs", "duration_secs", "client_count", "degraded"];
     const update = Object.fromEntries(fields.filter((f) => status[f] !== undefined).map((f) => [f, status[f]]));
     this.showSession({ ...this.session, ...update });
+    if (status.client_count !== undefined) this.onCount?.(this.sessionId, status.client_count);
     const behind = status.lag_secs >= 1 ? ` The transcription is ${status.lag_secs.toFixed(1)} s behind the audio.` : "";
     const skipped = status.skipped_secs > 0 ? ` ${status.skipped_secs.toFixed(1)} s of audio were skipped to catch up.` : "";
     notice(this.notice, status.degraded ? `The server is falling behind on this session.${behind}${skipped}` : "");
@@ -349,11 +355,47 @@ export class Player {
     this.updateIndicator();
   }
 
+  // The audio plays where the listener wants it and it has come; the button says what a click does.
   play() {
-    this.audioElement.play().then(
-      () => notice(this.notice, ""),
-      () => notice(this.notice, "The browser did not start the audio by itself: press Play audio to hear it."),
-    );
+    if (this.audioStarting) {
+      this.playAgain = true;
+      return;
+    }
+    if (!this.wantAudio || !this.audioElement.srcObject) return;
+    this.audioStarting = true;
+    this.showPlayButton();
+    this.audioElement
+      .play()
+      .then(
+        () => notice(this.notice, ""),
+        (error) => {
+          if (error.name === "AbortError") return; // a new track replaced this one: playAgain plays it
+          this.wantAudio = false;
+          notice(this.notice, "The browser did not start the audio by itself: press Play audio to hear it.");
+        },
+      )
+      .finally(() => {
+        this.audioStarting = false;
+        this.showPlayButton();
+        if (this.playAgain) {
+          this.playAgain = false;
+          this.play();
+        }
+      });
+  }
+
+  onPlayClick() {
+    if (this.audioStarting) return; // a click as the audio starts (autoplay) must not pause it again
+    this.wantAudio = !this.wantAudio;
+    if (this.wantAudio) this.play();
+    else this.audioElement.pause();
+    this.showPlayButton();
+  }
+
+  showPlayButton() {
+    this.playButton.textContent = this.wantAudio ? "Pause audio" : "Play audio";
+    if (this.audioStarting) this.playButton.setAttribute("aria-disabled", "true");
+    else this.playButton.removeAttribute("aria-disabled");
   }
 
   async readStats() {
@@ -393,18 +435,27 @@ export class Player {
     }
     if (this.clock.ended && position >= (this.clock.clock.ended_position_secs ?? total)) {
       this.subtitles.flush();
+      this.subtitles.end();
       this.audio.close();
     }
   }
 
   // --- the session's state --------------------------------------------------------------------
 
+  // The session's listeners as the Browse card heard them (a count push): the page says one number.
+  showCount(id, count) {
+    if (id !== this.sessionId || this.session.state === undefined || this.session.client_count === count) return;
+    this.showSession({ client_count: count });
+  }
+
   showSession(session) {
     this.session = { ...this.session, ...session };
     const s = this.session;
     if (s.media_filename) this.title.textContent = s.media_filename;
     const language = s.target_language ? `${s.language} → ${s.target_language}` : s.language;
-    const listeners = s.client_count != null ? `${s.client_count} listening` : "";
+    const live = LIVE_STATES.has(s.state);
+    // nobody listens to an ended session (its card shows no count either)
+    const listeners = live && s.client_count != null ? `${s.client_count} listening` : "";
     this.sub.textContent = [`Session ${s.id}`, s.model_name, language, s.preset?.replace(/_/g, " "), listeners]
       .filter(Boolean)
       .join(" · ");
@@ -414,7 +465,6 @@ export class Player {
     this.controls?.show(s);
     this.mic?.showSession(s);
     this.subtitles.setSpeakers(s.speaker_names, s.diarize !== false);
-    const live = LIVE_STATES.has(s.state);
     this.playButton.disabled = this.muteButton.disabled = this.volume.disabled = !live;
   }
 

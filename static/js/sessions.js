@@ -3,6 +3,9 @@
 // feed socket /ws/sessions (a session created or changing state, a listener count), so the
 // list is fetched once when the feed (re)connects, and every FALLBACK_MS only while it is
 // down. Cards are updated in place so that focus stays where it was.
+// A live session's listener count is the latest word on it, whichever way it came (a count
+// push, the session's card, the player's socket: noteCount), and the player is told it
+// (onCount), so that the page says one number; an ended session's card shows none.
 // Where listening needs a sign-in (LISTEN_ACCESS=operators), it says so once and stops asking.
 
 import { api } from "./api.js";
@@ -16,8 +19,9 @@ const MAX_CARDS = 200; // as many as GET /api/sessions returns
 const TICK_MS = 250;
 
 export class SessionList {
-  constructor({ onJoin, config }) {
+  constructor({ onJoin, config, onCount = null }) {
     this.onJoin = onJoin;
+    this.onCount = onCount; // (session id, listeners): every count a card shows
     this.signInUrl = config.signInUrl;
     this.signInNeeded = false;
     this.list = document.getElementById("sessions-list");
@@ -73,12 +77,18 @@ export class SessionList {
     } else if (message.type === "session") {
       this.place(message.session);
     } else if (message.type === "count") {
-      const card = this.cards.get(message.id);
-      if (card) {
-        card.session.client_count = message.client_count;
-        card.element.querySelector('[data-field="listeners"]').textContent = String(message.client_count);
-      }
+      this.noteCount(message.id, message.client_count);
     }
+  }
+
+  // News of a session's listeners: a fetch of the list sent before it does not undo it.
+  noteCount(id, count) {
+    const card = this.cards.get(id);
+    if (!card) return;
+    card.countAt = performance.now();
+    if (card.session.client_count === count) return;
+    card.session = { ...card.session, client_count: count };
+    this.showListeners(card);
   }
 
   // Fetch the list now if the tab shows and the page may have missed a change that the feed
@@ -114,6 +124,7 @@ export class SessionList {
 
   async load() {
     let sessions;
+    const sentAt = performance.now();
     try {
       sessions = await api.sessions();
     } catch (error) {
@@ -141,7 +152,7 @@ export class SessionList {
         else this.list.prepend(card.element);
       }
       previous = card.element;
-      this.update(card, session, fetchedAt);
+      this.update(card, session, fetchedAt, sentAt);
     }
     for (const [id, card] of this.cards) {
       if (!seen.has(id)) {
@@ -174,10 +185,12 @@ export class SessionList {
     this.empty.hidden = this.cards.size > 0;
   }
 
-  // The card shows `session` as it was at `at`; an ended session never goes back to live
-  // (news of it from before its end, arriving late).
-  update(card, session, at) {
+  // The card shows `session` as it was at `at` (asked for at `sentAt`); an ended session never
+  // goes back to live (news of it from before its end, arriving late), and a count heard since
+  // the list was asked for stays.
+  update(card, session, at, sentAt = at) {
     if (card.fetchedAt !== undefined && !LIVE_STATES.has(card.session.state) && LIVE_STATES.has(session.state)) return;
+    if (card.countAt > sentAt) session = { ...session, client_count: card.session.client_count };
     Object.assign(card, { session, fetchedAt: at });
     this.fill(card);
   }
@@ -194,8 +207,11 @@ export class SessionList {
     field("media").textContent = session.media_filename;
     field("model").textContent = session.model_name;
     const created = new Date(session.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    field("sub").textContent = `Session ${session.id} · created ${created}`;
-    field("listeners").textContent = String(session.client_count);
+    const when = document.createElement("span");
+    when.className = "created"; // "created 05:47 AM" never breaks (app.css)
+    when.textContent = `created ${created}`;
+    field("sub").replaceChildren(`Session ${session.id} · `, when);
+    this.showListeners({ element, session });
     const state = field("state");
     state.textContent = STATE_LABELS[session.state] ?? session.state;
     state.dataset.state = session.state;
@@ -207,6 +223,14 @@ export class SessionList {
     join.textContent = live ? "Join" : "Open transcript";
     join.setAttribute("aria-label", `${live ? "Join" : "Open the transcript of"} session ${session.id}: ${session.media_filename}`);
     this.drawProgress(this.cards.get(session.id));
+  }
+
+  showListeners({ element, session }) {
+    const live = LIVE_STATES.has(session.state);
+    const listeners = element.querySelector('[data-field="listeners"]');
+    listeners.textContent = String(session.client_count);
+    listeners.parentElement.hidden = !live; // nobody listens to an ended session
+    if (live) this.onCount?.(session.id, session.client_count);
   }
 
   // A running session's position moves on with the page's own clock from the last news of it.

@@ -9,6 +9,9 @@
 // A line whose speaker is known is led by the speaker's label in their colour: the session's
 // name for them, else "Speaker N"; renamed speakers are relabelled on every line shown. Where
 // `onRename(speaker, button)` is given (an operator's page) each final's label is a button.
+// A live line without words is a quiet box ("Waiting for speech…" until the first words,
+// app.css), never an empty black bar, and it goes once the session has ended (end()).
+// Following the newest line, the transcript lands on a line's top edge: its top line is whole.
 
 import { duration } from "./format.js";
 
@@ -44,7 +47,10 @@ export class Subtitles {
     this.seen = new Set();
     this.samples = [];
     this.partial.replaceChildren();
+    this.partial.hidden = false;
+    this.partial.dataset.waiting = ""; // until the first words: "Waiting for speech…" (app.css)
     this.finals.replaceChildren();
+    this.finals.style.paddingBottom = "";
     this.jump.hidden = true;
     this.stick = true;
     this.showDelay();
@@ -68,6 +74,13 @@ export class Subtitles {
   load(cues) {
     this.clear();
     cues.forEach((cue, index) => this.showFinal({ ...cue, index, cue: index, history: true }));
+    this.end();
+  }
+
+  // The session has ended and everything is shown: no live line any more.
+  end() {
+    this.partial.replaceChildren();
+    this.partial.hidden = true;
   }
 
   // The live partial line goes (the connection was lost; the server sends a fresh one).
@@ -126,12 +139,18 @@ export class Subtitles {
     }
   }
 
+  // An empty partial empties the line (an :empty line is a quiet box, not a black bar: app.css).
   showPartial(event) {
     const speaker = this.diarize && event.text ? event.speaker : null;
-    const text = document.createElement("span");
-    text.className = "partial-text";
-    text.textContent = event.text;
-    this.partial.replaceChildren(...(speaker != null ? [this.label(speaker, { button: false })] : []), text);
+    if (event.text) {
+      const text = document.createElement("span");
+      text.className = "partial-text";
+      text.textContent = event.text;
+      this.partial.replaceChildren(...(speaker != null ? [this.label(speaker, { button: false })] : []), text);
+      delete this.partial.dataset.waiting;
+    } else {
+      this.partial.replaceChildren();
+    }
     this.partial.dataset.start = event.start;
     setSpeaker(this.partial, speaker);
   }
@@ -165,6 +184,7 @@ export class Subtitles {
     segment.textContent = body.childElementCount ? event.text : event.text.trimStart();
     body.append(segment);
     line.dataset.end = event.end;
+    delete this.partial.dataset.waiting;
     if (!event.history && position !== null) this.samples.push({ at: performance.now(), secs: position - event.end });
     if (this.stick) this.scrollToEnd();
     else this.jump.hidden = false;
@@ -215,8 +235,24 @@ export class Subtitles {
     return s.scrollHeight - s.scrollTop - s.clientHeight <= STICK_PX;
   }
 
+  // To the newest line, landing on a line's top edge so that the top line shows whole, not cut
+  // in half: the list's bottom padding grows by what that takes (less than a line).
   scrollToEnd() {
-    this.scroller.scrollTop = this.scroller.scrollHeight;
+    const s = this.scroller;
+    this.finals.style.paddingBottom = "";
+    const end = s.scrollHeight - s.clientHeight; // the scrollTop of the bottom, without the extra
+    let top = null; // the first line that starts at or below that
+    const origin = s.getBoundingClientRect().top + s.clientTop - s.scrollTop;
+    for (let line = this.finals.lastElementChild; line && end > 0; line = line.previousElementSibling) {
+      const at = line.getBoundingClientRect().top - origin;
+      if (at < end - 0.5) break;
+      top = at;
+    }
+    if (top !== null && top > end) {
+      const padding = parseFloat(getComputedStyle(this.finals).paddingBottom) || 0;
+      this.finals.style.paddingBottom = `${padding + top - end}px`;
+    }
+    s.scrollTop = s.scrollHeight;
   }
 }
 

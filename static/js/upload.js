@@ -3,7 +3,7 @@
 // in the create form).
 
 import { uploadMedia } from "./api.js";
-import { bytes, duration, errorNotice, notice, rate } from "./format.js";
+import { bytes, described, errorNotice, notice, rate } from "./format.js";
 
 export class UploadForm {
   constructor(library, config) {
@@ -68,7 +68,7 @@ export class UploadForm {
       const media = await this.current.promise;
       this.show(100, `Uploaded ${file.name} (${bytes(file.size)}${speed && ` at ${speed}`}).`);
       this.library.add(media);
-      notice(this.done, `${media.filename} (${duration(media.duration_secs)}) is in the library and selected in Create session.`);
+      notice(this.done, `${media.filename} (${described(media)}) is in the library and selected in Create session.`);
     } catch (error) {
       this.progress.hidden = true;
       errorNotice(this.error, error, this.signInUrl);

@@ -32,7 +32,9 @@ def test_an_upload_shows_progress_to_100_percent_and_is_selected_in_create(page,
         chooser.value.set_files(speech)
     media = answer.value.json()
 
-    expect(page.locator("#upload-done")).to_contain_text("speech.wav (0:08) is in the library")
+    expect(page.locator("#upload-done")).to_contain_text(
+        re.compile(r"speech\.wav \(wav, 0:08, 1\.\d MB\) is in the library")
+    )
     expect(page.locator("#upload-percent")).to_have_text("100%")
     assert page.locator("#upload-bar").evaluate("bar => bar.value") == 100
     progress = page.evaluate("window.uploadProgress")
