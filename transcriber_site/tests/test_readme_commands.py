@@ -53,6 +53,10 @@ NOT_RUN: dict[str, str] = {
     "pip install --no-deps onnxruntime-gpu==<version>": GPU_ONLY,
     "pip check": GPU_ONLY,
     "make bench": "every benchmark, one after another: the better part of an hour, to measure (Measured)",
+    ".venv/bin/python docs/screenshots.py": (
+        "remakes the README's pictures (a minute-long Playwright run of its own that rewrites docs/screenshots/): "
+        "run by hand when the page changes; the page tests drive everything it shows"
+    ),
 }
 BENCHMARK = re.compile(r"^\.venv/bin/python bench/\w+\.py\b")  # one benchmark: minutes, to measure
 
