@@ -32,39 +32,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-WORKDIR = Path(tempfile.mkdtemp(prefix="bench-diarization-"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.update(
-    {
-        "DJANGO_SETTINGS_MODULE": "transcriber_site.settings",
-        "DATABASE_URL": f"sqlite:///{WORKDIR / 'bench.sqlite3'}",
-        "MEDIA_DIR": str(WORKDIR / "media"),
-        "MAX_CONCURRENT_SESSIONS": "64",
-        "WORKER_CAPACITY": "64",
-        "WORKER_HEARTBEAT_SECS": "1",
-        "REDIS_URL": "",
-        "LOG_LEVEL": "WARNING",
-    }
-)
-
-import django
-
-django.setup()
-
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management import call_command
 
-from bench.sessions import recordings, word_latencies  # its set-up above finds Django set up already
+# bench/sessions.py's set-up (its temporary database and media, its settings, django.setup()) serves this bench
+# too: its sessions' final-word latency is what part 2 measures, with the speakers on and off
+from bench.sessions import WORKDIR, recordings, word_latencies
 from media_app.models import MediaFile
 from models_app import diarization
 from models_app.diarization import Diarizer, SpeakerStream
