@@ -175,6 +175,16 @@ def new_page(context: BrowserContext, console: Console) -> Page:
     return page
 
 
+@contextmanager
+def operator_and_listener(browser: Browser, server: LiveServer) -> Iterator[tuple[Page, Page, Console]]:
+    """An operator's page (signed in) and a visitor's, on a server of the test's own; neither may log an error."""
+    console = Console(server.url)
+    with browser_context(browser, server.url) as signed_in, browser_context(browser, server.url) as anonymous:
+        sign_in(signed_in, server.token)
+        yield new_page(signed_in, console), new_page(anonymous, console), console
+    assert console.errors == [], "the pages logged errors:\n" + "\n".join(console.errors)
+
+
 def open_page(page: Page, path: str = "/") -> Page:
     """Load the page and wait until it has its configuration, models and media."""
     page.goto(path)

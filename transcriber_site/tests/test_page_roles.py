@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect
+from playwright.sync_api import Playwright, expect
 
 from transcriber_site.testing import LiveServer
 from transcriber_site.tests.conftest import (
-    Console,
     browser_context,
     create_session,
     expect_audio_playing,
     new_page,
     open_page,
+    operator_and_listener,
     operator_api,
     recording,
-    sign_in,
     upload,
 )
 
@@ -52,16 +50,6 @@ def operators_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveS
     """Listening needs a sign-in."""
     with LiveServer(tmp_path_factory.mktemp("operators-server"), env={"LISTEN_ACCESS": "operators"}) as live:
         yield live
-
-
-@contextmanager
-def operator_and_listener(browser: Browser, server: LiveServer) -> Iterator[tuple[Page, Page, Console]]:
-    """An operator's page (signed in) and a visitor's, on a server of the test's own."""
-    console = Console(server.url)
-    with browser_context(browser, server.url) as signed_in, browser_context(browser, server.url) as anonymous:
-        sign_in(signed_in, server.token)
-        yield new_page(signed_in, console), new_page(anonymous, console), console
-    assert console.errors == [], "the pages logged errors:\n" + "\n".join(console.errors)
 
 
 def test_an_operator_signs_in_by_link_starts_a_session_and_a_listener_joins_hears_and_reads_it(

@@ -12,22 +12,18 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Request, Route, WebSocketRoute, expect
+from playwright.sync_api import Page, Request, Route, WebSocketRoute, expect
 
 from models_app.tests.sortformer_graphs import plan_from_turns, write_sortformer
 from transcriber_site.testing import LiveServer
 from transcriber_site.tests.conftest import (
-    Console,
-    browser_context,
-    new_page,
     open_page,
+    operator_and_listener,
     operator_api,
     recording,
-    sign_in,
     upload,
 )
 
@@ -218,16 +214,6 @@ def speaker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
     write_sortformer(root / "sortformer", plan_from_turns([(0, 100, 0)], 100), left_context=1)
     with LiveServer(root, env={"DIAR_MODEL_PATH": str(root / "sortformer")}) as live:
         yield live
-
-
-@contextmanager
-def operator_and_listener(browser: Browser, server: LiveServer) -> Iterator[tuple[Page, Page, Console]]:
-    """An operator's page (signed in) and a visitor's, on the speaker server."""
-    console = Console(server.url)
-    with browser_context(browser, server.url) as signed_in, browser_context(browser, server.url) as anonymous:
-        sign_in(signed_in, server.token)
-        yield new_page(signed_in, console), new_page(anonymous, console), console
-    assert console.errors == [], "the pages logged errors:\n" + "\n".join(console.errors)
 
 
 def stored_names(server: LiveServer, session_id: int) -> dict[str, str]:
