@@ -77,6 +77,12 @@ SETUPS = {
 }
 
 
+def export_path(location: Path | str) -> Path:
+    """Where the export is, or goes: `location` itself (a .onnx file), or FILE_NAME in that directory."""
+    path = Path(location).expanduser()
+    return path if path.suffix == ".onnx" else path / FILE_NAME
+
+
 def model_file(location: Path | str) -> Path:
     """The export: `location` itself, or FILE_NAME inside it; ModelFilesError saying how to get it."""
     if not str(location).strip():
@@ -84,9 +90,7 @@ def model_file(location: Path | str) -> Path:
             f"Speaker diarization is not installed: {SETTING} is not set. Run "
             f"`python manage.py download_model sortformer`, or set {SETTING} to {FILE_NAME}."
         )
-    path = Path(location).expanduser()
-    if path.suffix != ".onnx":  # the directory that holds it
-        path = path / FILE_NAME
+    path = export_path(location)
     if not path.is_file():
         raise ModelFilesError(
             f"Speaker diarization is not installed: there is no {path}. Run "

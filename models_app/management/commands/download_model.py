@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,17 @@ def hub_endpoint() -> str:
     from huggingface_hub import constants
 
     return str(constants.ENDPOINT).rstrip("/")
+
+
+def reachable_hub(by_hand: Callable[[str], str]) -> str:
+    """The hub's endpoint; where it cannot be reached, a CommandError at once, ending with `by_hand(endpoint)`:
+    how to copy the files instead."""
+    endpoint = hub_endpoint()
+    if reason := unreachable_reason(endpoint):
+        raise CommandError(
+            f"The Hugging Face hub ({endpoint}) cannot be reached from this machine ({reason}). {by_hand(endpoint)}"
+        )
+    return endpoint
 
 
 def unreachable_reason(endpoint: str, timeout: float = REACH_TIMEOUT_SECS) -> str | None:
@@ -76,14 +88,13 @@ class Command(BaseCommand):
     def download_onnx(self, engine: type[NemoEngine], int8: bool) -> None:
         directory = Path(getattr(settings, engine.SETTING)).expanduser()
         files = engine.published_files(int8)
-        endpoint = hub_endpoint()
-        if reason := unreachable_reason(endpoint):
-            raise CommandError(
-                f"The Hugging Face hub ({endpoint}) cannot be reached from this machine ({reason}). Copy the files "
-                f"by hand: on a machine that can reach it, download {', '.join(files)} from "
-                f"{endpoint}/{engine.REPO}, and put them in {directory} (or set {engine.SETTING} to the directory "
+        reachable_hub(
+            lambda endpoint: (
+                f"Copy the files by hand: on a machine that can reach it, download {', '.join(files)} "
+                f"from {endpoint}/{engine.REPO}, and put them in {directory} (or set {engine.SETTING} to the directory "
                 f"that holds them)."
             )
+        )
         from huggingface_hub import snapshot_download
 
         directory.mkdir(parents=True, exist_ok=True)
@@ -102,16 +113,14 @@ class Command(BaseCommand):
 
     def download_sortformer(self) -> None:
         """The export, into DIAR_MODEL_PATH (the directory, or the file's own directory)."""
-        location = Path(settings.DIAR_MODEL_PATH).expanduser()
-        directory = location.parent if location.suffix == ".onnx" else location
-        target = directory / (location.name if location.suffix == ".onnx" else sortformer.FILE_NAME)
-        endpoint = hub_endpoint()
-        if reason := unreachable_reason(endpoint):
-            raise CommandError(
-                f"The Hugging Face hub ({endpoint}) cannot be reached from this machine ({reason}). Copy the file "
-                f"by hand: on a machine that can reach it, download {sortformer.FILE_NAME} from "
-                f"{endpoint}/{sortformer.REPO}, and put it at {target} (or set {sortformer.SETTING} to where it is)."
+        target = sortformer.export_path(settings.DIAR_MODEL_PATH)
+        directory = target.parent
+        reachable_hub(
+            lambda endpoint: (
+                f"Copy the file by hand: on a machine that can reach it, download {sortformer.FILE_NAME} "
+                f"from {endpoint}/{sortformer.REPO}, and put it at {target} (or set {sortformer.SETTING} to where it is)."
             )
+        )
         from huggingface_hub import hf_hub_download
 
         directory.mkdir(parents=True, exist_ok=True)
@@ -146,13 +155,12 @@ class Command(BaseCommand):
         if Path(name).expanduser().is_dir():
             self.stdout.write(f"WHISPER_MODEL={name} is a local directory: nothing to download.")
             return
-        endpoint = hub_endpoint()
-        if reason := unreachable_reason(endpoint):
-            raise CommandError(
-                f"The Hugging Face hub ({endpoint}) cannot be reached from this machine ({reason}). Copy a "
-                f"CTranslate2 Whisper model directory (model.bin, config.json, tokenizer.json, vocabulary files) "
-                f"here by hand and set WHISPER_MODEL to its path."
+        reachable_hub(
+            lambda endpoint: (
+                "Copy a CTranslate2 Whisper model directory (model.bin, config.json, tokenizer.json, "
+                "vocabulary files) here by hand and set WHISPER_MODEL to its path."
             )
+        )
         from faster_whisper.utils import download_model
 
         try:
