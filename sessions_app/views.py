@@ -228,7 +228,7 @@ def _serialise_creation() -> None:
 @api("GET", "PATCH", "DELETE", operator=("PATCH", "DELETE"))
 def session_detail(request: HttpRequest, session_id: int) -> dict[str, Any]:
     if request.method == "PATCH":
-        return rename_speakers(request, get_session(session_id))
+        return rename_speakers(request, session_id)
     if request.method == "DELETE":
         session = get_session(session_id)
         with transitions():
@@ -253,16 +253,20 @@ class SessionChanges(BaseModel):
         return names
 
 
-def rename_speakers(request: HttpRequest, session: TranscriptionSession) -> dict[str, Any]:
+def rename_speakers(request: HttpRequest, session_id: int) -> dict[str, Any]:
     """Merge the names given into the session's; every page and every export shows them."""
-    changes = parse(SessionChanges, json_body(request))
-    if changes.speaker_names is None:
-        raise ApiError(400, """Field 'speaker_names': send the names to change, e.g. {"speaker_names": {"0": "Di"}}.""")
     with transaction.atomic():
-        session = TranscriptionSession.objects.select_for_update().get(pk=session.pk)
-        names = {**session.speaker_names, **{key: name for key, name in changes.speaker_names.items() if name}}
+        session = get_session(session_id, locked=True)  # a missing session is a 404 whatever the body
+        changes = parse(SessionChanges, json_body(request))
+        if changes.speaker_names is None:
+            raise ApiError(
+                400, """Field 'speaker_names': send the names to change, e.g. {"speaker_names": {"0": "Di"}}."""
+            )
+        names = dict(session.speaker_names)
         for key, name in changes.speaker_names.items():
-            if not name:
+            if name:
+                names[key] = name
+            else:
                 names.pop(key, None)
         session.speaker_names = dict(sorted(names.items()))
         session.save(update_fields=["speaker_names"])
@@ -345,8 +349,10 @@ def transcript_version(session: TranscriptionSession, asked: str | None) -> str:
     return asked
 
 
-def get_session(session_id: int) -> TranscriptionSession:
-    session = TranscriptionSession.objects.filter(pk=session_id).first()
+def get_session(session_id: int, locked: bool = False) -> TranscriptionSession:
+    """The session, or a 404; `locked`: its row locked until the transaction ends (select_for_update)."""
+    sessions = TranscriptionSession.objects.select_for_update() if locked else TranscriptionSession.objects
+    session = sessions.filter(pk=session_id).first()
     if session is None:
         raise ApiError(404, f"There is no session with id {session_id}.")
     return session

@@ -226,3 +226,9 @@ def test_finals_wait_for_the_diarizer_but_never_longer_than_the_bound(make_media
     assert run.release_finals() == 2  # ...until the bound: then they take the newest guess
     assert [(row.text, row.speaker) for row in run.unsaved[1:]] == [(" three four", 1)]
     assert run.unsaved[0].cue != run.unsaved[1].cue  # a new speaker, a new cue
+
+
+def test_renaming_a_session_that_is_not_there_is_a_404_whatever_the_body(operator_client):
+    for body in ({"speaker_names": {"0": "Diane"}}, {"speaker_names": {"9": "?"}}):
+        response = operator_client.patch("/api/sessions/424242", json.dumps(body), content_type="application/json")
+        assert response.status_code == 404 and response.json()["error"] == "There is no session with id 424242."
