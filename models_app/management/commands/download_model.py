@@ -118,7 +118,8 @@ class Command(BaseCommand):
         reachable_hub(
             lambda endpoint: (
                 f"Copy the file by hand: on a machine that can reach it, download {sortformer.FILE_NAME} "
-                f"from {endpoint}/{sortformer.REPO}, and put it at {target} (or set {sortformer.SETTING} to where it is)."
+                f"from {endpoint}/{sortformer.REPO}, and put it at {target} "
+                f"(or set {sortformer.SETTING} to where it is)."
             )
         )
         from huggingface_hub import hf_hub_download
