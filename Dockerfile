@@ -13,17 +13,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY requirements.txt .
+# The lock files, not requirements*.txt: the whole dependency tree, each file checked against
+# its hash (regenerate them with `make lock`).
+COPY requirements.lock requirements-gpu.lock ./
 
 # faster-whisper depends on the CPU `onnxruntime` package, and onnxruntime-gpu installs the
 # same `onnxruntime` module: two packages would overwrite each other's files. So install
-# everything, remove the CPU package, add the GPU one without dependencies (they are the
-# same ones), and fail the build unless exactly one onnxruntime package is left.
-ARG ONNXRUNTIME_GPU_VERSION=1.31.1
+# everything, remove the CPU package, add the GPU one (requirements-gpu.lock) without
+# dependencies (they are the same ones), and fail the build unless exactly one onnxruntime
+# package is left.
 RUN python3 -m venv "$VIRTUAL_ENV" \
- && pip install -r requirements.txt \
+ && pip install --require-hashes -r requirements.lock \
  && pip uninstall -y onnxruntime \
- && pip install --no-deps "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}" \
+ && pip install --no-deps --require-hashes -r requirements-gpu.lock \
  && test "$(pip list --format=freeze | grep -ci '^onnxruntime')" = 1 \
  && python -c "import onnxruntime as ort; assert 'CUDAExecutionProvider' in ort.get_available_providers()"
 

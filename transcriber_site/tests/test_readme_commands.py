@@ -50,7 +50,8 @@ NOT_RUN: dict[str, str] = {
     "docker compose run --rm worker python manage.py download_model parakeet-tdt --int8": NO_DOCKER,
     "docker compose up --scale worker=2": NO_DOCKER,
     "pip uninstall -y onnxruntime": GPU_ONLY,
-    "pip install --no-deps onnxruntime-gpu==<version>": GPU_ONLY,
+    "pip install --no-deps --require-hashes -r requirements-gpu.lock": GPU_ONLY,
+    "make lock": "regenerates the lock files from the package index: it rewrites tracked files",
     "pip check": GPU_ONLY,
     "make bench": "every benchmark, one after another: the better part of an hour, to measure (Measured)",
     ".venv/bin/python docs/screenshots.py": (
@@ -249,7 +250,7 @@ def fresh_clone(destination: Path) -> Path:
     """The repository's committed HEAD, cloned, with the repository's `.venv` linked in."""
     subprocess.run(["git", "clone", "--quiet", str(BASE_DIR), str(destination)], check=True)
     (destination / ".venv").symlink_to(BASE_DIR / ".venv")
-    for requirements in destination.glob("requirements*.txt"):
+    for requirements in destination.glob("requirements*"):
         os.utime(requirements, (0, 0))  # as old as the linked venv's stamps: make installs nothing into it
     return destination
 
