@@ -6,12 +6,16 @@ PORT   ?= 8000
 # Where `make run` listens: loopback only, unless told (`make run HOST=0.0.0.0`). Not taken from
 # the environment (no `?=`): tcsh exports HOST as the machine's name.
 HOST   := 127.0.0.1
+# Where `make cluster` writes its processes' logs.
+CLUSTER_DIR ?= .cluster
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the test suite drives: Redis for scale-out, Chromium for the page, espeak-ng for
-# speech; and npm (unless one is on PATH already), which fetches axe-core for the page tests.
-TEST_PACKAGES := redis-server chromium espeak-ng
+# Debian packages the scale-out deployment runs on (`make cluster`, and the topology tests):
+# Redis, PostgreSQL and nginx. The suite adds Chromium for the page and espeak-ng for speech; and
+# npm (unless one is on PATH already), which fetches axe-core for the page tests.
+CLUSTER_PACKAGES := redis-server postgresql nginx
+TEST_PACKAGES := $(CLUSTER_PACKAGES) chromium espeak-ng
 
-.PHONY: run test lint install install-dev system-packages bench
+.PHONY: run test lint install install-dev system-packages cluster-packages cluster bench
 
 run: install  ## install everything, then serve http://$(HOST):$(PORT) and print the operator's sign-in link
 	$(PY) manage.py migrate --noinput
@@ -22,6 +26,9 @@ test: install-dev system-packages  ## install everything, then lint, type-check 
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+cluster: install cluster-packages  ## PostgreSQL, Redis, two web processes behind nginx on http://$(HOST):$(PORT), two workers
+	$(PY) manage.py cluster --host $(HOST) --port $(PORT) --dir $(CLUSTER_DIR)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
@@ -56,17 +63,25 @@ lock: install-dev  ## regenerate requirements*.lock from requirements*.txt
 
 # Only the missing packages, only what they need: no recommended packages, no upgrade of what is
 # installed. Debian's chromium registers itself as an x-www-browser alternative (see the README).
-system-packages:
+# $(1): Debian packages; $(2): commands installed (as the package of their name) unless on PATH.
+define apt_install
 	@missing=""; \
-	for pkg in $(TEST_PACKAGES); do \
+	for pkg in $(1); do \
 		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; \
 	done; \
-	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	for tool in $(2); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends --no-upgrade $$missing; \
 	fi
+endef
+
+system-packages:
+	$(call apt_install,$(TEST_PACKAGES),npm)
+
+cluster-packages:
+	$(call apt_install,$(CLUSTER_PACKAGES),)
 
 bench: install-dev system-packages  ## every benchmark of bench/, one after another
 	for script in bench/*.py; do $(PY) $$script || exit 1; done

@@ -262,13 +262,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# redis-py 8 reads with a 5 s socket timeout, no longer than channels_redis's 5 s BZPOPMIN
+# wait: every idle receive would time out (django/channels_redis#422). The topology tests
+# leave workers and sockets idle for longer than this.
+REDIS_SOCKET_TIMEOUT_SECS = 30
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 reads with a 5 s socket timeout, no longer than channels_redis's 5 s
-            # BZPOPMIN wait: every idle receive would time out (django/channels_redis#422).
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 1000, "expiry": 30},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": REDIS_SOCKET_TIMEOUT_SECS}],
+                "capacity": 1000,
+                "expiry": 30,
+            },
         }
     }
 else:

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,8 @@ import av
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from transcriber_site.cluster import free_port, wait_for_port
 
 if TYPE_CHECKING:
     from models_app.streaming import TranscriptionSegment
@@ -253,54 +254,6 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout} s:\n{log_path.read_text(errors='replace')}")
-
-
-class RedisServer:
-    """Debian's redis-server on a free loopback port, in memory only, for scale-out tests."""
-
-    def __init__(self, root: Path, port: int | None = None) -> None:
-        self.port = port or free_port()  # a port: start again where a killed one was
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log_path = root / f"redis-{self.port}-{time.monotonic_ns()}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed: `make test` installs Debian's redis-server package")
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for_port(self.port, self.process, self.log_path)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self._log.close()
-
-
 class WorkerProcess:
     """`manage.py transcription_worker` in a subprocess, with the environment of a LiveServer."""
 
@@ -348,12 +301,14 @@ def api_call(
     body: dict[str, Any] | None = None,
     method: str | None = None,
     timeout: float = 30.0,
+    headers: dict[str, str] | None = None,
 ) -> Any:
     """JSON in, JSON out; raises urllib's HTTPError on 4xx/5xx.
 
-    Against a LiveServer, the call is its operator's (its token); against a bare URL, anonymous.
+    Against a LiveServer, the call is its operator's (its token); against a bare URL, anonymous
+    unless `headers` say otherwise.
     """
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **(headers or {})}
     if isinstance(server, LiveServer):
         headers |= server.operator_headers
     request = urllib.request.Request(
@@ -376,6 +331,30 @@ def api_refusal(
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())["error"]
     raise AssertionError(f"{path} was accepted")
+
+
+def multipart(name: str, data: bytes, boundary: str = "XyZ") -> bytes:
+    """A multipart/form-data body holding one file, the upload form's "file" field."""
+    return (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+
+def upload(base_url: str, token: str, path: Path, timeout: float = 60.0) -> Any:
+    """POST a file to /api/media/upload as an operator (by token); the new recording's JSON."""
+    request = urllib.request.Request(
+        base_url + "/api/media/upload",
+        data=multipart(path.name, path.read_bytes()),
+        headers={"Content-Type": "multipart/form-data; boundary=XyZ", "Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
 
 
 class AudioListener:
@@ -482,6 +461,49 @@ class AudioListener:
 
     def finals(self) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["type"] == "subtitle" and m["is_final"]]
+
+
+def position(clock: dict[str, Any], at: float) -> float:
+    """Where a session's clock (session_info's or a clock event's) stood at wall time `at`, in s."""
+    until = clock["paused_at"] if clock["paused_at"] is not None else at
+    return min(max(until - clock["started_at"] - clock["paused_secs"], 0.0), clock["duration_secs"])
+
+
+async def clock_of(listener: AudioListener) -> dict[str, Any]:
+    """The session's clock once it runs: from session_info if it ran already when the listener
+    joined, else from the clock event every listener gets when it starts."""
+    info = next((m for m in listener.messages if m["type"] == "session_info"), None)
+    info = info or await listener.next("session_info")
+    if info["session"]["clock"]["state"] == "running":
+        return info["session"]["clock"]
+    return await clock_event(listener, "running")
+
+
+async def clock_event(listener: AudioListener, state: str) -> dict[str, Any]:
+    """The next clock event that brings the session to `state`."""
+    while True:
+        message = await listener.next("clock", within=15)
+        if message["state"] == state:
+            return message
+
+
+def best_match(heard_16k: np.ndarray, recording: np.ndarray, around: float, search: float = 1.5) -> tuple[float, float]:
+    """(position in s, normalised correlation) where `heard_16k` best matches the recording near `around`.
+
+    The correlation is computed by FFT: a direct one of seconds against seconds at 16 kHz takes
+    seconds of CPU, during which a test's own listeners would stop taking their audio.
+    """
+    lo = max(int((around - search) * 16000), 0)
+    hi = min(int((around + search) * 16000) + len(heard_16k), len(recording))
+    window, heard = recording[lo:hi].astype(np.float64), heard_16k.astype(np.float64)
+    size = 1 << (len(window) + len(heard)).bit_length()
+    spectrum = np.fft.rfft(window, size) * np.conj(np.fft.rfft(heard, size))
+    scores = np.fft.irfft(spectrum, size)[: len(window) - len(heard) + 1]
+    squares = np.concatenate([[0.0], np.cumsum(window**2)])
+    energy = np.sqrt(np.maximum(squares[len(heard) :] - squares[: -len(heard)], 0.0) * np.sum(heard**2))
+    normalised = scores / np.maximum(energy, 1e-9)
+    best = int(np.argmax(normalised))
+    return (lo + best) / 16000, float(normalised[best])
 
 
 @dataclass

@@ -15,7 +15,7 @@ from asgiref.testing import ApplicationCommunicator
 
 from transcriber_site.access import SIGN_IN_TO_OPERATE
 from transcriber_site.lib.asgi import BodySizeLimit
-from transcriber_site.testing import LiveServer, tone, write_audio
+from transcriber_site.testing import LiveServer, multipart, tone, write_audio
 
 LIMIT = 1000
 MIB = 1024 * 1024
@@ -93,17 +93,6 @@ async def test_a_body_within_the_limit_passes_through():
 
     assert start["status"] == 200
     assert body["body"] == b"900"
-
-
-def multipart(name: str, data: bytes, boundary: str = "XyZ") -> bytes:
-    return (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            f"Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
 
 
 @pytest.fixture(scope="module")

@@ -24,10 +24,10 @@ import websockets
 
 from media_app.audio import read_audio
 from sessions_app.tests.conftest import DEMO
+from transcriber_site.cluster import RedisServer
 from transcriber_site.testing import (
     AudioListener,
     LiveServer,
-    RedisServer,
     WorkerProcess,
     api_call,
     api_refusal,

@@ -11,7 +11,16 @@ import pytest
 
 from media_app.audio import read_audio
 from sessions_app.tests.conftest import DEMO
-from transcriber_site.testing import AudioListener, LiveServer, api_call, write_audio
+from transcriber_site.testing import (
+    AudioListener,
+    LiveServer,
+    api_call,
+    best_match,
+    clock_event,
+    clock_of,
+    position,
+    write_audio,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,41 +40,6 @@ def server(tmp_path_factory):
 
 def new_session(server: Any, name: str = "demo.flac") -> dict:
     return api_call(server, "/api/sessions", {"model_id": "whisper", "media_id": server.media[name]["id"]})
-
-
-def position(clock: dict, at: float) -> float:
-    until = clock["paused_at"] if clock["paused_at"] is not None else at
-    return min(max(until - clock["started_at"] - clock["paused_secs"], 0.0), clock["duration_secs"])
-
-
-async def clock_of(listener: AudioListener) -> dict:
-    """The session's clock once it runs: from session_info if it ran already when the listener
-    joined, else from the clock event every listener gets when it starts."""
-    info = next((m for m in listener.messages if m["type"] == "session_info"), None)
-    info = info or await listener.next("session_info")
-    if info["session"]["clock"]["state"] == "running":
-        return info["session"]["clock"]
-    return await clock_event(listener, "running")
-
-
-async def clock_event(listener: AudioListener, state: str) -> dict:
-    """The next clock event that brings the session to `state`."""
-    while True:
-        message = await listener.next("clock", within=15)
-        if message["state"] == state:
-            return message
-
-
-def best_match(heard_16k: np.ndarray, recording: np.ndarray, around: float, search: float = 1.5) -> tuple[float, float]:
-    """(position in s, normalised correlation) where `heard_16k` best matches the recording near `around`."""
-    lo = max(int((around - search) * 16000), 0)
-    hi = min(int((around + search) * 16000) + len(heard_16k), len(recording))
-    window = recording[lo:hi]
-    scores = np.correlate(window, heard_16k, mode="valid")
-    energy = np.sqrt(np.convolve(window**2, np.ones(len(heard_16k)), mode="valid") * np.sum(heard_16k**2))
-    normalised = scores / np.maximum(energy, 1e-9)
-    best = int(np.argmax(normalised))
-    return (lo + best) / 16000, float(normalised[best])
 
 
 def test_the_audio_heard_is_the_recording_at_the_sessions_position(server):

@@ -1,4 +1,4 @@
-"""Scale-out over a real Redis: a web process, two worker processes, and one of them killed."""
+"""Scale-out over a real Redis and PostgreSQL: a web process, two worker processes, and one of them killed."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from channels_redis.core import RedisChannelLayer
 
 from media_app.audio import read_audio
 from sessions_app import events
-from transcriber_site.testing import LiveServer, RedisServer, WorkerProcess, api_call, write_audio
+from transcriber_site.cluster import PostgresServer, RedisServer
+from transcriber_site.testing import LiveServer, WorkerProcess, api_call, write_audio
 
 pytestmark = pytest.mark.slow
 
@@ -21,13 +22,14 @@ DEMO = Path(__file__).resolve().parents[2] / "media" / "demo.wav"
 
 @pytest.fixture
 def cluster(tmp_path, media_dir):
-    """Redis, one web process (no embedded worker) and two workers sharing a SQLite file and MEDIA_DIR."""
+    """Redis, PostgreSQL, one web process (no embedded worker) and two workers sharing MEDIA_DIR."""
     audio = read_audio(DEMO)
     write_audio(media_dir / "long.flac", audio[: 16000 * 9], channels=1)
     shutil.copy(DEMO, media_dir / "demo.wav")
-    with RedisServer(tmp_path) as redis:
+    with RedisServer(tmp_path) as redis, PostgresServer(tmp_path) as postgres:
         env = {
             "REDIS_URL": redis.url,
+            "DATABASE_URL": postgres.create_database("transcriber"),
             "MEDIA_DIR": str(media_dir),
             "WORKER_HEARTBEAT_SECS": "0.5",
             "WORKER_HEARTBEAT_TIMEOUT_SECS": "3",

@@ -225,7 +225,8 @@ def test_a_paused_stream_keeps_no_audio_of_the_pause(server, radio):
 def test_scale_out_a_worker_reads_the_stream_and_the_web_process_relays_it(tmp_path, radio):
     """Redis, a web process without a worker, and a worker process: the worker opens the stream and
     writes the recording into the shared MEDIA_DIR; the web process relays that file to its listener."""
-    from transcriber_site.testing import RedisServer, WorkerProcess
+    from transcriber_site.cluster import RedisServer
+    from transcriber_site.testing import WorkerProcess
 
     with (
         RedisServer(tmp_path) as redis,

@@ -62,3 +62,16 @@ def test_nothing_is_installed_when_everything_is_there(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert apt_calls(tmp_path) == []
+
+
+def test_make_cluster_installs_only_the_deployments_packages(tmp_path):
+    make = shutil.which("make") or "/usr/bin/make"
+    env = stand_ins(tmp_path, missing=["postgresql", "chromium"], npm=False)
+
+    result = subprocess.run([make, "-s", "cluster-packages"], cwd=BASE_DIR, env=env, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert apt_calls(tmp_path) == [  # neither the browser nor npm: those are the page tests'
+        "update -qq",
+        "install -y -qq --no-install-recommends --no-upgrade postgresql",
+    ]

@@ -35,8 +35,9 @@ from pathlib import Path
 
 import pytest
 
+from transcriber_site.cluster import RedisServer
 from transcriber_site.management.commands.serve import network_address
-from transcriber_site.testing import BASE_DIR, RedisServer, free_port
+from transcriber_site.testing import BASE_DIR, free_port
 from transcriber_site.tests.console import LISTENERS, Browser, Console, check_make_run, tail
 
 NO_DOCKER = "needs a Docker engine (and the GPU image), which the machines that run the tests lack"
