@@ -165,10 +165,12 @@ class TranscriptionSession(models.Model):
 
     # --- the state machine ----------------------------------------------------------------------
 
-    def _transition(self, new: str, **fields: Any) -> None:
+    def _transition(self, new: str, **fields: Any) -> TranscriptionSession:
         """Move to `new` if the row (not this copy) is in a state that allows it; else TransitionError.
 
-        Compare-and-set in one UPDATE, so two processes can never both make a change.
+        Compare-and-set in one UPDATE, so two processes can never both make a change. The events
+        are made from the row as saved (returned), not from this copy: a worker's loop may set
+        this copy's clock fields from an older read at any moment (SessionRun.follow).
         """
         allowed_from = [s for s, targets in TRANSITIONS.items() if new in targets]
         with transaction.atomic():
@@ -185,8 +187,9 @@ class TranscriptionSession(models.Model):
             current.save(update_fields=["state", *fields])
         self.refresh_from_db()
         log.info("session %s: %s -> %s", self.pk, old, new)
-        self._announce(events.clock(self))
+        self._announce(events.clock(current))
         self._announce_listed()
+        return current
 
     def _announce(self, event: dict[str, Any]) -> None:
         """Publish once the change is committed: inside a caller's transaction, a listener told
@@ -291,8 +294,8 @@ class TranscriptionSession(models.Model):
         heartbeat of a worker that died: the time since then was never played)."""
         self.refresh_from_db()
         at = last_alive.timestamp() if last_alive is not None else None
-        self._transition(state, ended_at=timezone.now(), ended_position_secs=self.position(at), **fields)
-        self._announce(events.ended(self))
+        ended = self._transition(state, ended_at=timezone.now(), ended_position_secs=self.position(at), **fields)
+        self._announce(events.ended(ended))
 
     # --- the API's view of a session --------------------------------------------------------------
 

@@ -84,3 +84,31 @@ def test_only_one_worker_can_claim_a_session(make_media):
     assert other.claim("w2") is False
     other.refresh_from_db()
     assert other.worker_id == "w1"
+
+
+def test_the_end_is_announced_from_the_row_saved_not_from_a_copy_another_loop_changed(
+    make_media, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A worker's clock loop sets its copy's fields from a read made before the end
+    (SessionRun.follow): the end event must still say how the session ended."""
+    from sessions_app import events
+
+    session = new_session(make_media(2.0))
+    session.claim("w1")
+    session.start_clock()
+    published: list[dict] = []
+    monkeypatch.setattr(events, "publish", lambda session_id, event: published.append(event))
+    refresh = type(session).refresh_from_db
+
+    def refresh_then_stale_follow(self, *args, **kwargs):
+        refresh(self, *args, **kwargs)
+        self.state, self.ended_position_secs = State.RUNNING, None  # the loop's older read lands
+
+    monkeypatch.setattr(type(session), "refresh_from_db", refresh_then_stale_follow)
+    with django_capture_on_commit_callbacks(execute=True):
+        session.complete()
+
+    ends = [e for e in published if e["type"] == "session.end"]
+    clocks = [e for e in published if e["type"] == "session.clock"]
+    assert [e["state"] for e in ends] == [State.COMPLETED]
+    assert clocks[-1]["state"] == State.COMPLETED and clocks[-1]["ended_position_secs"] is not None
