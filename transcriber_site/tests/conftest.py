@@ -96,8 +96,10 @@ def rest(playwright: Playwright, server: LiveServer) -> Iterator[APIRequestConte
 
 
 def operator_api(playwright: Playwright, server: LiveServer) -> APIRequestContext:
+    """One connection per request: a kept-alive one, idle for the server's 5 s keep-alive, can be
+    closed by the server just as a POST reuses it (ECONNRESET, and a POST is not retried)."""
     return playwright.request.new_context(
-        base_url=server.url, extra_http_headers={"Authorization": f"Bearer {server.token}"}
+        base_url=server.url, extra_http_headers={"Authorization": f"Bearer {server.token}", "Connection": "close"}
     )
 
 
