@@ -85,7 +85,7 @@ def clock(session: TranscriptionSession) -> dict[str, Any]:
 
 def ended(session: TranscriptionSession) -> dict[str, Any]:
     reason = session.error or session.stop_reason or "The recording has been played to its end."
-    return {"type": "session.end", "state": session.state, "reason": reason}
+    return {"type": "session.end", "state": str(session.state), "reason": reason}
 
 
 def transcript(version: str, error: str | None = None) -> dict[str, Any]:

@@ -143,9 +143,10 @@ class TranscriptionSession(models.Model):
         return min(max(played, 0.0), self.duration_secs)
 
     def clock(self) -> dict[str, Any]:
-        """What a process needs to follow the clock (sent with every change)."""
+        """What a process needs to follow the clock (sent with every change). Plain values only: it is
+        pickled to the audio process, which cannot unpickle a `State` (no Django there)."""
         return {
-            "state": self.state,
+            "state": str(self.state),
             "started_at": self.started_at.timestamp() if self.started_at else None,
             "paused_at": self.paused_at.timestamp() if self.paused_at else None,
             "paused_secs": self.paused_secs,
