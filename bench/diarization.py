@@ -40,13 +40,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management import call_command
 
 # bench/sessions.py's set-up (its temporary database and media, its settings, django.setup()) serves this bench
 # too: its sessions' final-word latency is what part 2 measures, with the speakers on and off
-from bench.sessions import WORKDIR, recordings, word_latencies
+from bench.sessions import WORKDIR, recordings, start_listened, word_latencies
 from media_app.models import MediaFile
 from models_app import diarization
 from models_app.diarization import Diarizer, SpeakerStream
@@ -54,8 +53,7 @@ from models_app.engines.onnx import chosen_providers
 from models_app.engines.sortformer import FRAME_SECS, SETUPS, SortformerEngine
 from models_app.registry import registry
 from models_app.tests.sortformer_graphs import plan_from_turns, write_sortformer
-from sessions_app import events
-from sessions_app.models import State, TranscriptionSession, TranscriptSegment
+from sessions_app.models import State, TranscriptSegment
 from sessions_app.runner import SessionWorker
 from transcriber_site import speech_set
 
@@ -141,8 +139,6 @@ def own_code(engine: Counted, setup: str, n: int, audio: np.ndarray) -> dict[str
 
 async def run_sessions(media: list[MediaFile], n: int, diarize: bool) -> dict[str, float]:
     """N sessions, one every STAGGER seconds, to their end: final-word latencies, and the speaker streams' times."""
-    layer = get_channel_layer()
-    results: list[tuple[int, dict[int, float], float, str]] = []
     streams: list[SpeakerStream] = []
     create_stream = diarization.create_stream
 
@@ -152,41 +148,15 @@ async def run_sessions(media: list[MediaFile], n: int, diarize: bool) -> dict[st
             streams.append(stream)
         return stream
 
-    async def listen(session: TranscriptionSession) -> None:
-        channel = await layer.new_channel()
-        await layer.group_add(events.group(session.pk), channel)
-        started_at = None  # the bench never pauses: the clock is wall time since the start
-        arrived: dict[int, float] = {}
-        while True:
-            event = await layer.receive(channel)
-            if event["type"] == "session.clock" and event["started_at"] is not None:
-                started_at = event["started_at"]
-            elif event["type"] == "session.subtitle" and event["is_final"]:
-                arrived[event["index"]] = time.time()
-            elif event["type"] == "session.end":
-                results.append((session.pk, arrived, started_at or 0.0, event["state"]))
-                return
-
     diarization.create_stream = kept
     worker = SessionWorker(capacity=64)
     serving = asyncio.create_task(worker.serve())
     try:
         listeners = []
         for i in range(n):
-            recording = media[i % len(media)]
-            session = await database_sync_to_async(TranscriptionSession.objects.create)(
-                model_id="whisper",
-                media=recording,
-                media_filename=recording.filename,
-                duration_secs=recording.duration_secs,
-                language="en",
-                diarize=diarize,
-            )
-            listeners.append(asyncio.create_task(listen(session)))
-            await asyncio.sleep(0.02)  # the listener is in the group before the first event
-            await events.dispatch_start(session.pk)
+            listeners.append(await start_listened(media[i % len(media)], diarize=diarize))
             await asyncio.sleep(STAGGER)
-        await asyncio.gather(*listeners)
+        results = await asyncio.gather(*listeners)
     finally:
         diarization.create_stream = create_stream
         serving.cancel()

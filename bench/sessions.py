@@ -31,7 +31,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -116,30 +118,56 @@ def word_latencies(session_id: int, arrived: dict[int, float], started_at: float
     return [arrived[row.index] - started_at - end for row in rows if row.index in arrived for _, _, end in row.words]
 
 
-async def run_sessions(media: list[MediaFile], n: int, stagger: float) -> dict[str, float]:
+Result = tuple[int, dict[int, float], float, str]  # session id, final index -> arrival, clock start, end state
+
+
+async def start_listened(
+    recording: MediaFile, on_event: Callable[[dict], None] | None = None, **fields: Any
+) -> asyncio.Task[Result]:
+    """A Whisper session of `recording`, started once a listener is in its group; the listener's task."""
+    session = await database_sync_to_async(TranscriptionSession.objects.create)(
+        model_id="whisper",
+        media=recording,
+        media_filename=recording.filename,
+        duration_secs=recording.duration_secs,
+        language="en",
+        **fields,
+    )
+    listener = asyncio.create_task(listen(session, on_event))
+    await asyncio.sleep(0.02)  # the listener is in the group before the first event
+    await events.dispatch_start(session.pk)
+    return listener
+
+
+async def listen(session: TranscriptionSession, on_event: Callable[[dict], None] | None = None) -> Result:
+    """Read the session's group to its end: when each final arrived, and where its clock started."""
     layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(events.group(session.pk), channel)
+    started_at = None  # the bench never pauses: the clock is wall time since the start
+    arrived: dict[int, float] = {}
+    while True:
+        event = await layer.receive(channel)
+        if on_event is not None:
+            on_event(event)
+        if event["type"] == "session.clock" and event["started_at"] is not None:
+            started_at = event["started_at"]
+        elif event["type"] == "session.subtitle" and event["is_final"]:
+            arrived[event["index"]] = time.time()
+        elif event["type"] == "session.end":
+            return session.pk, arrived, started_at or 0.0, event["state"]
+
+
+async def run_sessions(media: list[MediaFile], n: int, stagger: float) -> dict[str, float]:
     peak = Peak()
     peak.start()
     statuses: list[dict] = []
-    results: list[tuple[int, dict[int, float], float, str]] = []
 
-    async def listen(session: TranscriptionSession) -> None:
-        channel = await layer.new_channel()
-        await layer.group_add(events.group(session.pk), channel)
-        started_at = None  # the bench never pauses: the clock is wall time since the start
-        arrived: dict[int, float] = {}
-        while True:
-            event = await layer.receive(channel)
-            if event["type"] == "session.clock" and event["started_at"] is not None:
-                started_at = event["started_at"]
-            elif event["type"] == "session.subtitle" and event["is_final"]:
-                arrived[event["index"]] = time.time()
-            elif event["type"] == "session.status":
-                statuses.append(event)
-            elif event["type"] == "session.end":
-                peak.playing = False
-                results.append((session.pk, arrived, started_at or 0.0, event["state"]))
-                return
+    def seen(event: dict) -> None:
+        if event["type"] == "session.status":
+            statuses.append(event)
+        elif event["type"] == "session.end":
+            peak.playing = False  # RSS "while playing": until the first session ends
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
     worker = SessionWorker(capacity=64)
@@ -149,19 +177,9 @@ async def run_sessions(media: list[MediaFile], n: int, stagger: float) -> dict[s
         if refusal := await database_sync_to_async(capacity.refusal)("whisper"):
             refused, reason = refused + 1, refusal
         else:
-            recording = media[i % len(media)]
-            session = await database_sync_to_async(TranscriptionSession.objects.create)(
-                model_id="whisper",
-                media=recording,
-                media_filename=recording.filename,
-                duration_secs=recording.duration_secs,
-                language="en",
-            )
-            listeners.append(asyncio.create_task(listen(session)))
-            await asyncio.sleep(0.02)  # the listener is in the group before the first event
-            await events.dispatch_start(session.pk)
+            listeners.append(await start_listened(media[i % len(media)], seen))
         await asyncio.sleep(stagger)
-    await asyncio.gather(*listeners)
+    results = await asyncio.gather(*listeners)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     serving.cancel()
     await worker.shutdown("bench over")
