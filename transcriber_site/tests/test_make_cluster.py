@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from transcriber_site.testing import BASE_DIR, free_port
+from transcriber_site.testing import BASE_DIR, api_call, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def test_make_cluster_serves_through_nginx_from_both_web_processes_and_ctrl_c_st
         webs = re.search(r"web processes: (\S+), (\S+)\)", said)
         assert link and webs, said
 
-        served_by = {get_json(f"http://127.0.0.1:{port}/api/health")["server"] for _ in range(6)}
+        served_by = {api_call(f"http://127.0.0.1:{port}", "/api/health")["server"] for _ in range(6)}
         signed_in = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
         signed_in.open(link.group(1), timeout=30).read()
         with signed_in.open(f"http://127.0.0.1:{port}/api/media", timeout=30) as response:
@@ -70,10 +70,3 @@ def read_until(process: subprocess.Popen[str], text: str, timeout: float) -> str
         if text in line:
             return "".join(lines)
     raise AssertionError(f"make cluster did not say {text!r}:\n{''.join(lines)}")
-
-
-def get_json(url: str) -> dict:
-    import json
-
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
